@@ -1,0 +1,317 @@
+"""The runner: read every input, run the configured steps top to bottom, write the outputs.
+
+    read -> [record steps, fused into one streaming pass] -> table step -> [record steps] -> ... -> outputs
+
+Consecutive record steps run together over batches in worker processes; each finished batch is
+a Parquet part under ``OUT/.work/<run key>/`` written atomically, so an interrupted run resumes
+where it stopped and a finished one (same inputs, config and versions: the run key) is a no-op.
+Outputs: curated.parquet, rejects.parquet, report.json, report.html and manifest.json, which is
+written last: an output folder without it is not a finished run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from . import __version__
+from .dedup.step import Dedup
+from .reading import SourceSpec, expand_inputs, read_source
+from .schema import POLARS_SCHEMA, REJECT_SCHEMA, rejects_frame, to_frame
+from .step import Context, Drop, RecordStep, Table, TableStep
+from .steps.balance import Balance
+from .steps.fillers import Fillers
+from .steps.history import History
+from .steps.language import Language
+from .steps.mix import Mix
+from .steps.normalize import Normalize
+from .steps.quality import Quality
+from .steps.safety import Safety
+from .writing import atomic_path, write_json, write_parquet
+
+# The steps a run knows, in their default order.  A config switches any off or sets its options.
+STEP_CLASSES: dict[str, type] = {
+    "normalize": Normalize,
+    "language": Language,
+    "fillers": Fillers,
+    "safety": Safety,
+    "quality": Quality,
+    "dedup": Dedup,
+    "balance": Balance,
+    "history": History,
+    "mix": Mix,
+}
+DEFAULT_ORDER = tuple(STEP_CLASSES)
+
+
+class AccountingError(RuntimeError):
+    """kept + rejected != read for some source: a bug, never silently tolerated."""
+
+
+@dataclass
+class RunResult:
+    out: Path
+    report: dict
+    up_to_date: bool = False
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+def plan(step_names: list[str]) -> list[tuple[str, list[str]]]:
+    """Group steps into segments: ("record", [names...]) runs fused, ("table", [name]) alone.
+    The first segment is always a record segment: it also reads the inputs."""
+    segments: list[tuple[str, list[str]]] = [("record", [])]
+    for name in step_names:
+        kind = "table" if issubclass(STEP_CLASSES[name], TableStep) else "record"
+        if kind == "record" and segments[-1][0] == "record":
+            segments[-1][1].append(name)
+        else:
+            segments.append((kind, [name]))
+    return segments
+
+
+def sources_of(cfg: dict) -> list[tuple[SourceSpec, str]]:
+    out = []
+    for item in cfg["inputs"]:
+        for path in expand_inputs([item["path"]]):
+            out.append((SourceSpec(path, item.get("shape", "auto"), item.get("map") or {}, item.get("task", ""),
+                                   item.get("encoding")), item.get("role", "domain")))
+    return out
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tool_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": sys.version.split()[0], "curate": __version__}
+    for pkg in ("polars", "datasketch", "langdetect", "numpy", "tokenizers", "sentencepiece", "transformers"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def run_key(cfg: dict, inputs: list[dict], versions: dict) -> str:
+    keyed = {k: v for k, v in cfg.items() if k not in ("out", "workers", "progress")}
+    blob = json.dumps({"cfg": keyed, "inputs": inputs, "versions": versions}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# -- record segments (in worker processes) -----------------------------------------------------
+
+_WORKER_STEPS: list[RecordStep] = []
+
+
+def _init_worker(step_cfgs: list[tuple[str, dict]], ctx: Context) -> None:
+    global _WORKER_STEPS
+    _WORKER_STEPS = [STEP_CLASSES[name](opts, ctx) for name, opts in step_cfgs]
+
+
+def _process_batch(records: list[dict], read_rejects: list[dict], part: Path, first: bool) -> dict:
+    """Run the record steps over one batch; write its kept and rejected parts and its counts."""
+    counts = {"read": Counter(), "dropped": {}, "step_counts": {}, "tasks_read": Counter()}
+    kept, rejects = [], list(read_rejects)
+    for steps in _WORKER_STEPS:
+        steps.counts.clear()
+    if first:
+        for r in records:
+            counts["read"][r["source"]] += 1
+            counts["tasks_read"][r["task"]] += 1
+        for r in read_rejects:
+            counts["read"][r["source"]] += 1
+    if read_rejects:
+        counts["dropped"]["read"] = dict(Counter(r["reason"] for r in read_rejects))
+    for rec in records:
+        for step in _WORKER_STEPS:
+            res = step.process(rec)
+            if isinstance(res, Drop):
+                rejects.append({**rec, "stage": step.name, "reason": res.reason, "detail": res.detail,
+                                "duplicate_of": res.duplicate_of, "similarity": res.similarity})
+                d = counts["dropped"].setdefault(step.name, {})
+                d[res.reason] = d.get(res.reason, 0) + 1
+                break
+            rec = res
+        else:
+            kept.append(rec)
+    for step in _WORKER_STEPS:
+        if step.counts:
+            counts["step_counts"][step.name] = dict(step.counts)
+    write_parquet(part.with_suffix(".kept.parquet"), to_frame(kept))
+    write_parquet(part.with_suffix(".rejects.parquet"), rejects_frame(rejects))
+    counts = {k: dict(v) if isinstance(v, Counter) else v for k, v in counts.items()}
+    write_json(part.with_suffix(".counts.json"), counts)   # written last: marks the part done
+    return counts
+
+
+def _batches_from_inputs(sources, batch_size: int):
+    """Yield (part_name, records, read_rejects) over all inputs; ids made unique across the run."""
+    seen: set[str] = set()
+    for si, (spec, _role) in enumerate(sources):
+        recs, rejs, bi = [], [], 0
+        for rec, rej in read_source(spec):
+            if rec is not None:
+                rid = rec["id"]
+                if rid in seen:   # two inputs both number their records from 1: qualify by file
+                    rec["meta"]["orig_id"] = rid
+                    rid = f"{Path(spec.path).stem}:{rid}"
+                    k = 2
+                    while rid in seen:
+                        rid, k = f"{Path(spec.path).stem}:{rec['meta']['orig_id']}#{k}", k + 1
+                    rec["id"] = rid
+                seen.add(rid)
+                recs.append(rec)
+            else:
+                rejs.append(rej)
+            if len(recs) + len(rejs) >= batch_size:
+                yield f"{si:04d}-{bi:06d}", recs, rejs
+                recs, rejs, bi = [], [], bi + 1
+        if recs or rejs or bi == 0:
+            yield f"{si:04d}-{bi:06d}", recs, rejs
+
+
+def _batches_from_parts(parts: list[Path]):
+    from .schema import from_frame
+    for p in parts:
+        yield p.name.split(".")[0], list(from_frame(pl.read_parquet(p))), []
+
+
+def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context, sources, prev_parts,
+                       progress: bool) -> None:
+    seg_dir.mkdir(parents=True, exist_ok=True)
+    step_cfgs = [(n, cfg["steps"][n]) for n in names]
+    first = prev_parts is None
+    batches = _batches_from_inputs(sources, cfg["batch_size"]) if first else _batches_from_parts(prev_parts)
+    workers = cfg.get("workers") or os.cpu_count() or 1
+    desc = "read" + ("+" + "+".join(names) if names else "")
+    bar = tqdm(desc=desc, unit="rec", disable=not progress, mininterval=1.0)
+    todo = ((name, recs, rejs) for name, recs, rejs in batches
+            if not (seg_dir / f"{name}.counts.json").exists() or bar.update(len(recs) + len(rejs)))
+    if workers == 1:
+        _init_worker(step_cfgs, ctx)
+        for name, recs, rejs in todo:
+            _process_batch(recs, rejs, seg_dir / name, first)
+            bar.update(len(recs) + len(rejs))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                 initargs=(step_cfgs, ctx)) as pool:
+            pending = []
+            for name, recs, rejs in todo:
+                pending.append((pool.submit(_process_batch, recs, rejs, seg_dir / name, first), len(recs) + len(rejs)))
+                while len(pending) >= 2 * workers:   # bounded memory: a few batches in flight
+                    fut, n = pending.pop(0)
+                    fut.result()
+                    bar.update(n)
+            for fut, n in pending:
+                fut.result()
+                bar.update(n)
+    bar.close()
+
+
+def run_table_segment(seg_dir: Path, name: str, cfg: dict, ctx: Context, prev_parts: list[Path],
+                      progress: bool) -> None:
+    seg_dir.mkdir(parents=True, exist_ok=True)
+    step: TableStep = STEP_CLASSES[name](cfg["steps"][name], ctx)
+    drops = {rid: d for rid, d in step.select(Table(prev_parts))}
+    drop_df = pl.DataFrame({"id": list(drops), "stage": [name] * len(drops),
+                            "reason": [d.reason for d in drops.values()],
+                            "detail": [d.detail for d in drops.values()],
+                            "duplicate_of": [d.duplicate_of for d in drops.values()],
+                            "similarity": [d.similarity for d in drops.values()]},
+                           schema={"id": pl.Utf8, **{k: REJECT_SCHEMA[k] for k in
+                                                     ("stage", "reason", "detail", "duplicate_of", "similarity")}})
+    found = 0
+    for p in prev_parts:
+        part = seg_dir / p.name.split(".")[0]
+        df = pl.read_parquet(p)
+        rej = df.join(drop_df, on="id", how="inner").select(list(REJECT_SCHEMA))
+        found += rej.height
+        write_parquet(part.with_suffix(".kept.parquet"), df.join(drop_df, on="id", how="anti"))
+        write_parquet(part.with_suffix(".rejects.parquet"), rej)
+    if found != len(drops):
+        raise AccountingError(f"step {name} dropped {len(drops)} ids but only {found} are in the table")
+    counts = {"read": {}, "dropped": {name: dict(Counter(d.reason for d in drops.values()))} if drops else {},
+              "step_counts": {name: dict(step.counts)} if step.counts else {}, "tasks_read": {},
+              "step_report": {name: step.report} if step.report else {}}
+    write_json(seg_dir / "segment.counts.json", counts)
+
+
+# -- the whole run ----------------------------------------------------------------------------
+
+def run(cfg: dict, progress: bool = True, log=print) -> RunResult:
+    out = Path(cfg["out"])
+    sources = sources_of(cfg)
+    versions = tool_versions()
+    inputs = [{"path": s.path, "sha256": file_sha256(s.path), "bytes": os.path.getsize(s.path), "role": role}
+              for s, role in sources]
+    key = run_key(cfg, inputs, versions)
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if old.get("run_key") == key and all((out / f).exists() for f in old.get("outputs", {})):
+            log(f"up to date: {out} already holds this run (same inputs, config and versions); nothing to do")
+            return RunResult(out, json.loads((out / "report.json").read_text(encoding="utf-8")), up_to_date=True)
+        manifest_path.unlink()   # the folder is about to change: it no longer holds a finished run
+    work = out / ".work" / key[:16]
+    if out.joinpath(".work").exists():   # a different, unfinished run's leftovers
+        for d in out.joinpath(".work").iterdir():
+            if d != work:
+                shutil.rmtree(d, ignore_errors=True)
+    general = frozenset(s.path for s, role in sources if role == "general")
+    started = time.time()
+    prev_parts: list[Path] | None = None
+    seg_dirs = []
+    for i, (kind, names) in enumerate(plan(list(cfg["steps"]))):
+        seg_dir = work / f"{i:02d}-{kind}-{'+'.join(names) or 'read'}"
+        seg_dirs.append(seg_dir)
+        done = seg_dir / "DONE"
+        ctx = Context(seed=cfg["seed"], work_dir=seg_dir / "step", general_sources=general, show_progress=progress)
+        if not done.exists():
+            if kind == "record":
+                run_record_segment(seg_dir, names, cfg, ctx, sources, prev_parts, progress)
+            else:
+                run_table_segment(seg_dir, names[0], cfg, ctx, prev_parts, progress)
+            done.write_text("ok")
+        else:
+            log(f"resume: segment {seg_dir.name} already done")
+        prev_parts = sorted(seg_dir.glob("*.kept.parquet"))
+    from .report import build_report, write_html
+    report = build_report(seg_dirs, prev_parts, sources, time.time() - started)
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = cfg.get("output_format", "parquet")
+    curated_name = "curated.parquet" if fmt == "parquet" else "curated.jsonl"
+    kept = pl.scan_parquet([str(p) for p in prev_parts]) if prev_parts else pl.DataFrame(schema=POLARS_SCHEMA).lazy()
+    if fmt == "parquet":
+        write_parquet(out / curated_name, kept)
+    else:
+        with atomic_path(out / curated_name) as tmp:
+            kept.collect().with_columns(pl.col("meta").str.json_decode()).write_ndjson(tmp)
+    reject_parts = sorted(str(p) for d in seg_dirs for p in d.glob("*.rejects.parquet"))
+    rejects = pl.scan_parquet(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA).lazy()
+    write_parquet(out / "rejects.parquet", rejects)
+    write_json(out / "report.json", report)
+    write_html(out / "report.html", report)
+    manifest = {"run_key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": cfg["seed"],
+                "config": cfg, "inputs": inputs, "versions": versions,
+                "outputs": {curated_name: report["totals"]["kept"], "rejects.parquet": report["totals"]["rejected"],
+                            "report.json": None, "report.html": None}}
+    write_json(manifest_path, manifest)
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    return RunResult(out, report)

@@ -1,0 +1,12 @@
+"""balance step (first cut: drops nothing; being built)."""
+from __future__ import annotations
+
+from ..step import Drop, Table, TableStep
+
+
+class Balance(TableStep):
+    name = "balance"
+    defaults: dict = {}
+
+    def select(self, table: Table):
+        return []

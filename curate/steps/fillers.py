@@ -1,0 +1,12 @@
+"""fillers step (first cut: passes records through; being built)."""
+from __future__ import annotations
+
+from ..step import Drop, RecordStep
+
+
+class Fillers(RecordStep):
+    name = "fillers"
+    defaults: dict = {}
+
+    def process(self, rec: dict) -> dict | Drop:
+        return rec

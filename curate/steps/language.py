@@ -1,0 +1,12 @@
+"""language step (first cut: passes records through; being built)."""
+from __future__ import annotations
+
+from ..step import Drop, RecordStep
+
+
+class Language(RecordStep):
+    name = "language"
+    defaults: dict = {}
+
+    def process(self, rec: dict) -> dict | Drop:
+        return rec
