@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .reading import SHAPES, parse_mapping
+from .reading import SHAPES, SUFFIX_FORMATS, InputError, expand_inputs, parse_mapping
 
 TOP_KEYS = {"inputs", "out", "seed", "steps", "order", "workers", "batch_size", "output_format", "progress"}
 INPUT_KEYS = {"path", "map", "shape", "task", "encoding", "role"}
@@ -30,19 +30,41 @@ def _check_options(step: str, cls, opts, problems: list[str]) -> None:
     if not isinstance(opts, dict):
         problems.append(f"steps.{step}: expected a mapping of options or false, got {opts!r}")
         return
+    well_typed = {}
     for key, val in opts.items():
         if key not in cls.defaults:
             problems.append(f"steps.{step}.{key}: unknown option (known: {', '.join(sorted(cls.defaults)) or 'none'})")
             continue
         default = cls.defaults[key]
         if default is None or val is None:
+            well_typed[key] = val
             continue
         ok = isinstance(val, type(default)) or (isinstance(default, float) and isinstance(val, int) and not isinstance(val, bool))
         if isinstance(default, bool) != isinstance(val, bool):
             ok = False
         if not ok:
             problems.append(f"steps.{step}.{key}: expected {_type_name(default)}, got {val!r}")
-    problems.extend(f"steps.{step}: {p}" for p in cls.problems({**cls.defaults, **opts}))
+        else:
+            well_typed[key] = val
+    # The step's own checks see only well-typed values (a wrong type is already listed above).
+    problems.extend(f"steps.{step}: {p}" for p in cls.problems({**cls.defaults, **well_typed}))
+
+
+def _input_problems(item: dict) -> list[str]:
+    """A missing file, a file type or an encoding that cannot be read: found now, not mid-run."""
+    import codecs
+    try:
+        files = expand_inputs([str(item["path"])])
+    except InputError as e:
+        return [str(e)]
+    out = [f"{f}: unknown file type {Path(f).suffix!r} (use {' '.join(sorted(SUFFIX_FORMATS))})"
+           for f in files if Path(f).suffix.lower() not in SUFFIX_FORMATS]
+    if item.get("encoding"):
+        try:
+            codecs.lookup(item["encoding"])
+        except LookupError:
+            out.append(f"encoding: {item['encoding']!r} is not an encoding Python knows")
+    return out
 
 
 def load_config(path: str | None = None, *, inputs=(), mapping: str | None = None, out: str | None = None,
@@ -94,6 +116,7 @@ def load_config(path: str | None = None, *, inputs=(), mapping: str | None = Non
             problems.append(f"{where}.shape: {item['shape']!r} is not one of {', '.join(SHAPES)}")
         if item.get("role", "domain") not in ("domain", "general"):
             problems.append(f"{where}.role: {item['role']!r} is not domain or general")
+        problems.extend(f"{where}: {p}" for p in _input_problems(item))
         norm_inputs.append(item)
     cfg["inputs"] = norm_inputs
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from . import __version__
 from .dedup.step import Dedup
 from .reading import SourceSpec, expand_inputs, read_source
-from .schema import POLARS_SCHEMA, REJECT_SCHEMA, rejects_frame, to_frame
+from .schema import POLARS_SCHEMA, REJECT_SCHEMA, from_frame, rejects_frame, to_frame
 from .step import Context, Drop, RecordStep, Table, TableStep
 from .steps.balance import Balance
 from .steps.fillers import Fillers
@@ -38,7 +38,7 @@ from .steps.mix import Mix
 from .steps.normalize import Normalize
 from .steps.quality import Quality
 from .steps.safety import Safety
-from .writing import atomic_path, write_json, write_parquet
+from .writing import write_json, write_jsonl, write_parquet
 
 # The steps a run knows, in their default order.  A config switches any off or sets its options.
 STEP_CLASSES: dict[str, type] = {
@@ -53,6 +53,8 @@ STEP_CLASSES: dict[str, type] = {
     "mix": Mix,
 }
 DEFAULT_ORDER = tuple(STEP_CLASSES)
+# What a finished run leaves in --out (besides manifest.json, written last).
+OUTPUT_NAMES = ("curated.parquet", "curated.jsonl", "rejects.parquet", "report.json", "report.html")
 
 
 class AccountingError(RuntimeError):
@@ -194,7 +196,7 @@ def _batches_from_parts(parts: list[Path]):
 
 
 def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context, sources, prev_parts,
-                       progress: bool) -> None:
+                       progress: bool, log=print) -> None:
     seg_dir.mkdir(parents=True, exist_ok=True)
     step_cfgs = [(n, cfg["steps"][n]) for n in names]
     first = prev_parts is None
@@ -202,8 +204,18 @@ def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context,
     workers = cfg.get("workers") or os.cpu_count() or 1
     desc = "read" + ("+" + "+".join(names) if names else "")
     bar = tqdm(desc=desc, unit="rec", disable=not progress, mininterval=1.0)
-    todo = ((name, recs, rejs) for name, recs, rejs in batches
-            if not (seg_dir / f"{name}.counts.json").exists() or bar.update(len(recs) + len(rejs)))
+    skipped = [0]
+
+    def unfinished(batches):
+        # A batch whose counts file exists was finished by an earlier, interrupted run: skip it.
+        # (tqdm's update() returns True when it redraws, so it cannot sit inside the condition.)
+        for name, recs, rejs in batches:
+            if (seg_dir / f"{name}.counts.json").exists():
+                skipped[0] += 1
+                bar.update(len(recs) + len(rejs))
+            else:
+                yield name, recs, rejs
+    todo = unfinished(batches)
     if workers == 1:
         _init_worker(step_cfgs, ctx)
         for name, recs, rejs in todo:
@@ -223,6 +235,8 @@ def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context,
                 fut.result()
                 bar.update(n)
     bar.close()
+    if skipped[0]:
+        log(f"resume: segment {seg_dir.name}: skipped {skipped[0]} batches finished by an earlier run")
 
 
 def run_table_segment(seg_dir: Path, name: str, cfg: dict, ctx: Context, prev_parts: list[Path],
@@ -269,6 +283,9 @@ def run(cfg: dict, progress: bool = True, log=print) -> RunResult:
             log(f"up to date: {out} already holds this run (same inputs, config and versions); nothing to do")
             return RunResult(out, json.loads((out / "report.json").read_text(encoding="utf-8")), up_to_date=True)
         manifest_path.unlink()   # the folder is about to change: it no longer holds a finished run
+    # An earlier run's outputs must not sit beside this run's work looking like its result.
+    for name in OUTPUT_NAMES:
+        (out / name).unlink(missing_ok=True)
     work = out / ".work" / key[:16]
     if out.joinpath(".work").exists():   # a different, unfinished run's leftovers
         for d in out.joinpath(".work").iterdir():
@@ -285,7 +302,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> RunResult:
         ctx = Context(seed=cfg["seed"], work_dir=seg_dir / "step", general_sources=general, show_progress=progress)
         if not done.exists():
             if kind == "record":
-                run_record_segment(seg_dir, names, cfg, ctx, sources, prev_parts, progress)
+                run_record_segment(seg_dir, names, cfg, ctx, sources, prev_parts, progress, log)
             else:
                 run_table_segment(seg_dir, names[0], cfg, ctx, prev_parts, progress)
             done.write_text("ok")
@@ -294,20 +311,24 @@ def run(cfg: dict, progress: bool = True, log=print) -> RunResult:
         prev_parts = sorted(seg_dir.glob("*.kept.parquet"))
     from .report import build_report, write_html
     report = build_report(seg_dirs, prev_parts, sources, time.time() - started)
-    out.mkdir(parents=True, exist_ok=True)
+    # Every output is written under .work first and moved into place together, manifest last:
+    # a kill at any moment leaves either no outputs or all of them, and no manifest until then.
+    final = work / "final"
     fmt = cfg.get("output_format", "parquet")
     curated_name = "curated.parquet" if fmt == "parquet" else "curated.jsonl"
-    kept = pl.scan_parquet([str(p) for p in prev_parts]) if prev_parts else pl.DataFrame(schema=POLARS_SCHEMA).lazy()
     if fmt == "parquet":
-        write_parquet(out / curated_name, kept)
-    else:
-        with atomic_path(out / curated_name) as tmp:
-            kept.collect().with_columns(pl.col("meta").str.json_decode()).write_ndjson(tmp)
+        kept = pl.scan_parquet([str(p) for p in prev_parts]) if prev_parts else pl.DataFrame(schema=POLARS_SCHEMA).lazy()
+        write_parquet(final / curated_name, kept)
+    else:   # meta's keys differ between records: decode it per record, not as one polars struct
+        write_jsonl(final / curated_name, (rec for p in prev_parts for rec in from_frame(pl.read_parquet(p))))
     reject_parts = sorted(str(p) for d in seg_dirs for p in d.glob("*.rejects.parquet"))
     rejects = pl.scan_parquet(reject_parts) if reject_parts else pl.DataFrame(schema=REJECT_SCHEMA).lazy()
-    write_parquet(out / "rejects.parquet", rejects)
-    write_json(out / "report.json", report)
-    write_html(out / "report.html", report)
+    write_parquet(final / "rejects.parquet", rejects)
+    write_json(final / "report.json", report)
+    write_html(final / "report.html", report)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (curated_name, "rejects.parquet", "report.json", "report.html"):
+        os.replace(final / name, out / name)
     manifest = {"run_key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": cfg["seed"],
                 "config": cfg, "inputs": inputs, "versions": versions,
                 "outputs": {curated_name: report["totals"]["kept"], "rejects.parquet": report["totals"]["rejected"],

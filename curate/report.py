@@ -22,19 +22,20 @@ def _merge(into: dict, new: dict) -> None:
 
 
 def _histogram(values: pl.Series) -> dict:
-    counts = Counter()
-    for v in values.to_list():
-        label = next((f"<{b}" for b in LENGTH_BINS[1:] if v < b), f">={LENGTH_BINS[-1]}")
-        counts[label] += 1
     order = [f"<{b}" for b in LENGTH_BINS[1:]] + [f">={LENGTH_BINS[-1]}"]
+    counts = Counter(values.cut(LENGTH_BINS[1:], labels=order, left_closed=True).cast(pl.Utf8).to_list())
     return {k: counts[k] for k in order if counts[k]}
 
 
-def answer_lengths(df: pl.DataFrame) -> pl.Series:
+def answer_length_expr() -> pl.Expr:
     """Characters of the final assistant turn (or of the document) per record."""
     last = (pl.col("messages").list.eval(pl.element().filter(pl.element().struct.field("role") == "assistant"))
             .list.last().struct.field("content"))
-    return df.select(pl.coalesce(last, pl.col("text")).fill_null("").str.len_chars().alias("n")).to_series()
+    return pl.coalesce(last, pl.col("text")).fill_null("").str.len_chars().alias("n")
+
+
+def answer_lengths(df: pl.DataFrame) -> pl.Series:
+    return df.select(answer_length_expr()).to_series()
 
 
 def build_report(seg_dirs: list[Path], final_parts: list[Path], sources, seconds: float) -> dict:
@@ -47,8 +48,9 @@ def build_report(seg_dirs: list[Path], final_parts: list[Path], sources, seconds
             _merge(seg, json.loads(f.read_text(encoding="utf-8")))
         stages.append(seg)
         _merge(totals, seg)
-    kept = (pl.scan_parquet([str(p) for p in final_parts]).collect() if final_parts
-            else pl.DataFrame(schema={"source": pl.Utf8, "lang": pl.Utf8, "task": pl.Utf8, "messages": pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8})), "text": pl.Utf8}))
+    # Only the few columns the report needs: the kept set itself may not fit in memory.
+    kept = (pl.scan_parquet([str(p) for p in final_parts]).select("source", "lang", "task", answer_length_expr()).collect()
+            if final_parts else pl.DataFrame(schema={"source": pl.Utf8, "lang": pl.Utf8, "task": pl.Utf8, "n": pl.UInt32}))
     reject_files = [str(p) for d in seg_dirs for p in d.glob("*.rejects.parquet")]
     rejects = (pl.scan_parquet(reject_files).select("source", "stage", "reason").collect() if reject_files
                else pl.DataFrame(schema={"source": pl.Utf8, "stage": pl.Utf8, "reason": pl.Utf8}))
@@ -79,7 +81,7 @@ def build_report(seg_dirs: list[Path], final_parts: list[Path], sources, seconds
         "languages": dict(sorted(Counter(kept["lang"].to_list()).items(), key=lambda kv: -kv[1])) if kept.height else {},
         "tasks": {"before": dict(sorted(totals.get("tasks_read", {}).items(), key=lambda kv: -kv[1])),
                   "after": dict(sorted(Counter(kept["task"].to_list()).items(), key=lambda kv: -kv[1])) if kept.height else {}},
-        "answer_length_chars": _histogram(answer_lengths(kept)) if kept.height else {},
+        "answer_length_chars": _histogram(kept["n"]) if kept.height else {},
         "seconds": round(seconds, 2),
         "records_per_second": round(sum(read.values()) / seconds, 1) if seconds > 0 else None,
     }
