@@ -1,12 +1,138 @@
-"""quality step (first cut: passes records through; being built)."""
+"""quality: drop records whose answer cannot teach anything.
+
+Checks, in order, each with its reason:
+
+* ``quality:empty_prompt`` / ``quality:empty_answer``: a user or assistant turn with no text.
+* ``quality:too_short`` / ``quality:too_long``: the final answer (or the document) has fewer than
+  ``min_answer_chars`` / more than ``max_answer_chars`` characters, not counting whitespace
+  (documents: ``min_text_chars`` / ``max_text_chars``).  The default minimum is 1: short answers
+  are often right (alpaca's "6", "消极的"); raise it for a corpus of long-form answers.
+* ``quality:answer_equals_question``: the answer is the question again (ignoring case,
+  whitespace and punctuation).
+* ``quality:repetition``: the share of repeated n-grams in an answer is above
+  ``max_repeated_ngram_ratio`` (0.3).  CJK text is measured in ``ngram_chars``-character
+  n-grams, other text in ``ngram_words``-word n-grams, so a loop of 好的好的好的 and an answer
+  pasted twice (ratio 0.5; the real medical corpus has a few dozen) are caught alike.  Songs
+  with a repeated chorus score 0.25-0.4: raise the threshold for creative-writing data.  Only
+  answers of ``min_chars_for_repetition`` characters or more are judged.
+* ``quality:non_text``: less than ``min_text_share`` of an answer's visible characters are
+  letters or digits (symbol runs; markdown tables and JSON arrays stay above 0.25), or more
+  than ``max_junk_share`` are emoji, box drawing, private-use or U+FFFD characters.
+
+Answers are the assistant turns (all of them for repetition and non-text, the final one for
+length); a plain ``text`` document is judged as an answer.
+
+    >>> from curate.steps.quality import repeated_ngram_ratio
+    >>> round(repeated_ngram_ratio("好的" * 20), 2), repeated_ngram_ratio("患者持续性胸痛，心电图ST段抬高表现")
+    (0.94, 0.0)
+"""
 from __future__ import annotations
 
+import re
+
 from ..step import Drop, RecordStep
+
+_NOT_WORD = re.compile(r"[\W_]+")
+_WORD = re.compile(r"[^\W_]+")
+# Symbols that are not text: emoji and pictographs, private use, replacement characters, box drawing.
+_JUNK = re.compile("[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\u2500-\u259f\U0001f000-\U0001faff\u2600-\u27bf]")
+
+
+def _cjk_share(letters: str) -> float:
+    """Rough share of CJK among letters and digits: they take 3 UTF-8 bytes, ASCII 1 (fast)."""
+    return (len(letters.encode()) - len(letters)) / 2 / len(letters) if letters else 0.0
+
+
+def repeated_ngram_ratio(text: str, n_chars: int = 10, n_words: int = 5) -> float:
+    """Share of the text's n-grams that repeat an earlier one: 0 for none, 0.5 for a text pasted
+    twice, near 1 for a loop.  CJK text (half or more of its letters) is measured in characters
+    (punctuation and spaces left out), other text in words."""
+    t = text.lower()
+    letters = _NOT_WORD.sub("", t)
+    if _cjk_share(letters) >= 0.5:
+        total = len(letters) - n_chars + 1
+        distinct = len({letters[i:i + n_chars] for i in range(total)}) if total > 0 else 0
+    else:
+        w = _WORD.findall(t)
+        total = len(w) - n_words + 1
+        distinct = len(set(zip(*[w[i:] for i in range(n_words)]))) if total > 0 else 0
+    return 1.0 - distinct / total if total > 0 else 0.0
 
 
 class Quality(RecordStep):
     name = "quality"
-    defaults: dict = {}
+    defaults: dict = {
+        "min_answer_chars": 1,
+        "max_answer_chars": 16000,
+        "min_text_chars": 20,          # plain documents
+        "max_text_chars": 200000,
+        "drop_answer_equals_question": True,
+        "ngram_chars": 10,             # n-gram size for CJK text (characters)
+        "ngram_words": 5,              # n-gram size for other text (words)
+        "max_repeated_ngram_ratio": 0.3,
+        "min_chars_for_repetition": 60,
+        "min_text_share": 0.25,        # letters and digits among visible characters, at least
+        "max_junk_share": 0.3,         # emoji, box drawing, private use, U+FFFD among them, at most
+        "min_chars_for_text_share": 10,
+    }
+
+    @classmethod
+    def problems(cls, options: dict) -> list[str]:
+        out = []
+        for lo, hi in (("min_answer_chars", "max_answer_chars"), ("min_text_chars", "max_text_chars")):
+            if options[lo] < 0 or options[hi] < options[lo]:
+                out.append(f"{lo}/{hi}: need 0 <= {lo} <= {hi}, got {options[lo]} and {options[hi]}")
+        for key in ("ngram_chars", "ngram_words"):
+            if options[key] < 1:
+                out.append(f"{key}: must be at least 1")
+        for key in ("max_repeated_ngram_ratio", "min_text_share", "max_junk_share"):
+            if not 0 <= options[key] <= 1:
+                out.append(f"{key}: must be between 0 and 1, got {options[key]}")
+        return out
+
+    def judge(self, answers: list[str], prompt: str | None, document: bool) -> Drop | None:
+        """Why these answers (assistant turns, last one final; or one document) fail, or None."""
+        o = self.options
+        if any(not a.strip() for a in answers):
+            return Drop("quality:empty_answer", "an assistant turn is empty")
+        final = answers[-1]
+        size = sum(map(len, final.split()))
+        lo, hi = (o["min_text_chars"], o["max_text_chars"]) if document else (o["min_answer_chars"], o["max_answer_chars"])
+        if size < lo:
+            return Drop("quality:too_short", f"{size} characters < {lo}")
+        if size > hi:
+            return Drop("quality:too_long", f"{size} characters > {hi}")
+        if prompt is not None and o["drop_answer_equals_question"]:
+            if _NOT_WORD.sub("", final).lower() == _NOT_WORD.sub("", prompt).lower():
+                return Drop("quality:answer_equals_question", "the answer repeats the question")
+        for a in answers:
+            if len(a) >= o["min_chars_for_repetition"]:
+                r = repeated_ngram_ratio(a, o["ngram_chars"], o["ngram_words"])
+                if r > o["max_repeated_ngram_ratio"]:
+                    return Drop("quality:repetition", f"{r:.2f} of the n-grams repeat")
+            visible = sum(map(len, a.split()))
+            if visible >= o["min_chars_for_text_share"]:
+                share = len(_NOT_WORD.sub("", a)) / visible
+                if share < o["min_text_share"]:
+                    return Drop("quality:non_text", f"only {share:.0%} letters or digits")
+                junk = len(_JUNK.findall(a)) / visible if not a.isascii() else 0.0
+                if junk > o["max_junk_share"]:
+                    return Drop("quality:non_text", f"{junk:.0%} emoji, symbols or replacement characters")
+        return None
 
     def process(self, rec: dict) -> dict | Drop:
+        msgs = rec.get("messages") or []
+        if msgs:
+            users = [m["content"] for m in msgs if m["role"] == "user"]
+            if not users or any(not u.strip() for u in users):
+                drop = Drop("quality:empty_prompt", "a user turn is empty")
+            else:
+                answers = [m["content"] for m in msgs if m["role"] == "assistant"]
+                last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+                question = next((m["content"] for m in reversed(msgs[:last]) if m["role"] == "user"), None)
+                drop = self.judge(answers, question, document=False)
+        else:
+            drop = self.judge([rec.get("text") or ""], None, document=True)
+        if drop is not None:
+            return drop
         return rec
