@@ -28,5 +28,11 @@ def auto(config, data, predictions, model, adapter, out):
     raise click.ClickException("evalkit auto is being built (issue 6)")
 
 
+# Expert review (issue 7): review export|import, report, rubric validate|xml.
+from .review.commands import register as _register_review  # noqa: E402
+
+_register_review(main)
+
+
 if __name__ == "__main__":
     sys.exit(main())
