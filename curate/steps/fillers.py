@@ -13,7 +13,7 @@ file through ``lexicon:``; ``extra:`` adds words to a rule).  Four rules, from l
 * ``trim``: followed by a pause, cut to its meaningful part (然后呢， -> 然后，); 然后呢？ stays.
 
 A turn that would be left with no words (a patient answering only "嗯。", i.e. yes) is kept as it
-was.  Fillers belong to speech, so by default only user turns are cleaned (``roles: [user]``);
+was, and so is Chinese text in quotation marks “…” 「…」 (a poem or a review the task is about).  Fillers belong to speech, so by default only user turns are cleaned (``roles: [user]``);
 answers written by doctors or annotators rarely hold any, and there 那个/啊 are nearly always
 meant.  ``documents: true`` cleans plain ``text`` documents too (e.g. ASR transcripts).
 ``self.counts`` holds how often each filler was removed (they show in report.json).
@@ -30,8 +30,11 @@ import re
 from ..step import Drop, RecordStep
 from .textutil import load_lexicon, lexicon_problem, turns
 
-RULES = ("anywhere", "clause_start", "repeated", "trim")
-_BOUNDARY = r"(?:^|(?<=[\s，。！？；：、,.!?;:…~～—\-(（\"“”'‘’「」]))"
+RULES = ("anywhere", "clause_start", "repeated", "trim", "keep")
+_PUNCT = r"，。！？；：、,.!?;:…~～—\-(（\"“”'‘’「」\n"
+# A clause starts at the start of the text or after punctuation (and one space): not after a
+# plain space, so "what you know— your ..." keeps its "you know".
+_BOUNDARY = rf"(?:^|(?<=[{_PUNCT}])|(?<=[{_PUNCT}] ))"
 _PAUSE = r"(?:[，,、~～]|…+|\.{2,}|—+|-{2,})"
 _END = r"[。！？.!?；;\n]|$"
 _WORD_CHAR = re.compile(r"\w")
@@ -40,6 +43,7 @@ _TIDY = [(re.compile(r"^[\s，,、。.;；]+"), ""),                 # a pause l
          (re.compile(r"([，,、])\s*[，,、]"), r"\1"),             # two pauses in a row
          (re.compile(r"(?<=\S)  +"), " ")]
 _SENTENCE_START = re.compile(r"(?:^|(?<=[.!?]\s))([a-z])")
+_KEPT = re.compile("[\U000f0000-\U000ffffd]")
 
 
 def _variants(word: str) -> list[str]:
@@ -50,6 +54,35 @@ def _variants(word: str) -> list[str]:
 def _alt(words, capitalise: bool = False) -> str:
     forms = {v for w in words for v in (_variants(w) if capitalise else [w])}
     return "|".join(sorted(map(re.escape, forms), key=len, reverse=True))
+
+
+def compile_rules(lang: str, rules: dict) -> tuple[list, re.Pattern | None, re.Pattern | None]:
+    """(rules as (kind, pattern, replacement), a quick "any filler here?" test, kept phrases)."""
+    en = lang != "zh"
+    wb_l, wb_r = (r"(?<![A-Za-z'])", r"(?![A-Za-z'])") if en else ("", "")
+    rules = {k: v for k, v in (rules or {}).items() if v}
+    out: list[tuple[str, re.Pattern, str]] = []
+    if rules.get("repeated"):
+        alt = _alt(rules["repeated"], en)
+        out.append(("repeated", re.compile(rf"{wb_l}({alt})(?:\s*[，,]?\s*\1{wb_r})+"), r"\1"))
+    if rules.get("anywhere"):
+        alt = _alt(rules["anywhere"], en)
+        out.append(("anywhere", re.compile(rf"{wb_l}(?:{alt}){wb_r}(?:\s*{_PAUSE}+\s*|\s+)?"), ""))
+    if rules.get("clause_start"):
+        alt = _alt(rules["clause_start"], en)
+        out.append(("clause_start", re.compile(rf"{_BOUNDARY}(?:{alt}){wb_r}\s*{_PAUSE}+\s*"), ""))
+        if en:   # "It hurts, you know." (in Chinese a list ends so: 我要这个，那个。)
+            out.append(("clause_start", re.compile(rf"\s*{_PAUSE}\s*(?:{alt}){wb_r}\s*(?={_END})"), ""))
+    for word, keep in (rules.get("trim") or {}).items():
+        out.append(("trim", re.compile(rf"{wb_l}{re.escape(word)}(?=\s*{_PAUSE})"), keep))
+    words = [v for r in ("anywhere", "clause_start", "repeated") for w in rules.get(r, [])
+             for v in (_variants(w) if en else [w])] + list(rules.get("trim") or {})
+    candidate = re.compile("|".join(sorted(map(re.escape, set(words)), key=len, reverse=True))) if words else None
+    keep = [_alt(rules["keep"], en)] if rules.get("keep") else []
+    if not en:   # quoted words are the subject of the task (a poem, a review): not the user's speech
+        keep.append("“[^”\n]*”|「[^」\n]*」")
+    kept = re.compile("|".join(keep), re.I if en else 0) if keep else None
+    return out, candidate, kept
 
 
 class Fillers(RecordStep):
@@ -68,30 +101,7 @@ class Fillers(RecordStep):
             for rule, words in rules.items():
                 base = lex.setdefault(lang, {}).setdefault(rule, {} if rule == "trim" else [])
                 base.update(words) if rule == "trim" else base.extend(words)
-        self.rules: list[tuple[str, re.Pattern, object]] = []   # (kind, pattern, replacement)
-        words: list[str] = []
-        for lang, rules in lex.items():
-            en = lang != "zh"
-            wb_l, wb_r = (r"(?<![A-Za-z'])", r"(?![A-Za-z'])") if en else ("", "")
-            rules = {k: v for k, v in (rules or {}).items() if v}
-            if rules.get("repeated"):
-                alt = _alt(rules["repeated"], en)
-                self.rules.append(("repeated", re.compile(rf"{wb_l}({alt})(?:\s*[，,]?\s*\1{wb_r})+"), r"\1"))
-            if rules.get("anywhere"):
-                alt = _alt(rules["anywhere"], en)
-                self.rules.append(("anywhere", re.compile(rf"{wb_l}(?:{alt}){wb_r}(?:\s*{_PAUSE}+\s*|\s+)?"), ""))
-            if rules.get("clause_start"):
-                alt = _alt(rules["clause_start"], en)
-                self.rules.append(("clause_start", re.compile(rf"{_BOUNDARY}(?:{alt}){wb_r}\s*{_PAUSE}+\s*"), ""))
-                if en:   # "It hurts, you know." (in Chinese a list ends so: 我要这个，那个。)
-                    self.rules.append(("clause_start", re.compile(rf"\s*{_PAUSE}\s*(?:{alt}){wb_r}\s*(?={_END})"), ""))
-            for word, keep in (rules.get("trim") or {}).items():
-                self.rules.append(("trim", re.compile(rf"{wb_l}{re.escape(word)}(?=\s*{_PAUSE})"), keep))
-            for rule in ("anywhere", "clause_start", "repeated"):
-                words += [v for w in rules.get(rule, []) for v in (_variants(w) if en else [w])]
-            words += list(rules.get("trim") or {})
-        alt = "|".join(sorted(map(re.escape, set(words)), key=len, reverse=True))
-        self.candidate = re.compile(alt) if alt else None
+        self.by_lang = {lang: compile_rules(lang, rules) for lang, rules in lex.items()}
 
     @classmethod
     def problems(cls, options: dict) -> list[str]:
@@ -116,18 +126,28 @@ class Fillers(RecordStep):
                     out.append(f"extra.{lang}.{rule}: expected a list of words")
         return out
 
-    def clean(self, s: str) -> str:
-        """``s`` without its fillers; counts each removal in ``self.counts``."""
-        if self.candidate is None or not self.candidate.search(s):
-            return s
-        found: list[str] = []
+    def clean(self, s: str, lang: str = "") -> str:
+        """``s`` without its fillers; counts each removal in ``self.counts``.  ``lang`` picks the
+        lexicon's rules for that language; a language the lexicon lacks ("", und) gets them all."""
         t = s
-        for kind, pattern, repl in self.rules:
-            def count(m: re.Match, kind=kind, repl=repl) -> str:
-                word = m.group(0).strip(" \t，,、~～….—-").lower()
-                found.append(f"{m.group(1).lower()} (repeat)" if kind == "repeated" else word)
-                return m.expand(repl) if kind != "trim" else repl
-            t = pattern.sub(count, t)
+        found: list[str] = []
+        for rules, candidate, kept in ([self.by_lang[lang]] if lang in self.by_lang else self.by_lang.values()):
+            if candidate is None or not candidate.search(t):
+                continue
+            aside: list[str] = []
+            if kept is not None:    # 呃逆 (hiccups), uh-huh (yes): never fillers
+                def put_aside(m: re.Match) -> str:
+                    aside.append(m.group(0))
+                    return chr(0xF0000 + len(aside) - 1)
+                t = kept.sub(put_aside, t)
+            for kind, pattern, repl in rules:
+                def count(m: re.Match, kind=kind, repl=repl) -> str:
+                    word = m.group(0).strip(" \t，,、~～….—-").lower()
+                    found.append(f"{m.group(1).lower()} (repeat)" if kind == "repeated" else word)
+                    return m.expand(repl) if kind != "trim" else repl
+                t = pattern.sub(count, t)
+            if aside:
+                t = _KEPT.sub(lambda m: aside[ord(m.group(0)) - 0xF0000], t)
         if not found:
             return s
         for pattern, repl in _TIDY:
@@ -144,12 +164,13 @@ class Fillers(RecordStep):
 
     def process(self, rec: dict) -> dict | Drop:
         removed = False
+        lang = rec.get("lang") or ""
         for m in turns(rec, self.options["roles"]):
-            t = self.clean(m["content"])
+            t = self.clean(m["content"], lang)
             if t != m["content"]:
                 m["content"], removed = t, True
         if self.options["documents"] and not rec.get("messages") and isinstance(rec.get("text"), str):
-            t = self.clean(rec["text"])
+            t = self.clean(rec["text"], lang)
             if t != rec["text"]:
                 rec["text"], removed = t, True
         if removed:

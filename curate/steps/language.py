@@ -38,7 +38,7 @@ _HAN = re.compile(f"[{HAN}]")
 _KANA = re.compile(f"[{KANA}]")
 _HANGUL = re.compile(f"[{HANGUL}]")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+(?:'[a-z]+)?")
-_ASCII_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+_ASCII_WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 _OTHER_LETTER = re.compile(r"[^\W\d_A-Za-z\u00c0-\u024f" + HAN + KANA + HANGUL + "]")
 # English function words that are rare as words in other Latin-script languages.
 EN_FUNCTION_WORDS = frozenset("""
@@ -52,11 +52,20 @@ just because while where why over under after before between through during with
 FOREIGN_WORDS = frozenset("""
 der die das und ist nicht ein eine einen ich sie wir mit auf für auch sich dem den des
 le la les et est une des du pas je il elle nous vous avec dans pour sur qui ce cette sont
-el los las y es una por para con que del lo se su al como más pero sus
+de en el los las y es una por para con que del lo se su al como más pero sus
 het een van dat niet ik zijn ze wat
 il che di per sono gli della non una anche
 não um uma são com os ao pelo pela você
 """.split())
+
+
+def _function_words(s: str) -> tuple[int, int, int]:
+    """(English function words, other languages' function words, ASCII words) in ``s``.  Foreign
+    words count only in lower case: "Los Angeles" and "Der Spiegel" are names in English text."""
+    words = _ASCII_WORD.findall(s)
+    return sum(w.lower() in EN_FUNCTION_WORDS for w in words), sum(w in FOREIGN_WORDS for w in words), len(words)
+
+
 LANGDETECT_MAP = {"zh-cn": "zh", "zh-tw": "zh"}
 
 
@@ -97,7 +106,10 @@ class Language(RecordStep):
         ``prompt`` (a dialogue's user turns) decides first when its evidence is clear: a Chinese
         instruction with a Python answer is a Chinese record, not a Catalan one."""
         if prompt:
-            decided = self._clear_evidence(prompt[: self.options["max_chars"]])
+            p = prompt[: self.options["max_chars"]]
+            decided = self._clear_evidence(p)
+            if not decided and len(_LATIN_WORD.findall(p)) >= 5:
+                decided = self._weak_evidence(p)   # "Write fifty words in French." asks in English
             if decided:
                 return self._by(*decided)
         s = text[: self.options["max_chars"]]
@@ -123,11 +135,9 @@ class Language(RecordStep):
         words = _LATIN_WORD.findall(s)
         if len(words) < 3:
             return None
-        lower = _ASCII_WORD.findall(s.lower())
-        function = sum(w in EN_FUNCTION_WORDS for w in lower)
-        foreign = sum(w in FOREIGN_WORDS for w in lower)
+        function, foreign, n = _function_words(s)
         accented = len(words) - sum(w.isascii() for w in words)
-        if function > foreign and function >= o["en_share"] * len(lower) and accented * 10 <= len(words):
+        if function > foreign and function >= o["en_share"] * n and accented * 10 <= len(words):
             return "function_words", "en"
         return None
 
@@ -140,9 +150,7 @@ class Language(RecordStep):
             return "too_little_text", "und"
         if cjk or others > sum(map(len, words)) or any(not w.isascii() for w in words):
             return None
-        lower = _ASCII_WORD.findall(s.lower())
-        function = sum(w in EN_FUNCTION_WORDS for w in lower)
-        foreign = sum(w in FOREIGN_WORDS for w in lower)
+        function, foreign, _ = _function_words(s)
         if foreign <= function:
             # ASCII words, no more foreign function words than English ones: a list, code, a
             # name, a short answer.  langdetect guesses wildly here ("Hello" is Finnish to it).

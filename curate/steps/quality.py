@@ -14,9 +14,10 @@ Checks, in order, each with its reason:
   n-grams, other text in ``ngram_words``-word n-grams, so a loop of 好的好的好的 and an answer
   pasted twice (ratio 0.5; the real medical corpus has a few dozen) are caught alike.  Songs
   with a repeated chorus score 0.25-0.4: raise the threshold for creative-writing data.  Only
-  answers of ``min_chars_for_repetition`` characters or more are judged.
-* ``quality:non_text``: less than ``min_text_share`` of an answer's visible characters are
-  letters or digits (symbol runs; markdown tables and JSON arrays stay above 0.25), or more
+  answers with ``min_ngrams`` n-grams or more are judged.
+* ``quality:non_text``: less than ``min_text_share`` of an answer's visible characters
+  (layout characters ``-_|=*#~.`` of tables, blanks and lists left out) are letters or digits
+  (symbol runs, combining-mark garbage; tables, JSON arrays and regexes stay above), or more
   than ``max_junk_share`` are emoji, box drawing, private-use or U+FFFD characters.
 
 Answers are the assistant turns (all of them for repetition and non-text, the final one for
@@ -34,6 +35,8 @@ from ..step import Drop, RecordStep
 
 _NOT_WORD = re.compile(r"[\W_]+")
 _WORD = re.compile(r"[^\W_]+")
+# Table rules, blanks to fill in and list bullets: layout, neither text nor junk.
+_LAYOUT = "-_|=*#~."
 # Symbols that are not text: emoji and pictographs, private use, replacement characters, box drawing.
 _JUNK = re.compile("[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\u2500-\u259f\U0001f000-\U0001faff\u2600-\u27bf]")
 
@@ -43,10 +46,11 @@ def _cjk_share(letters: str) -> float:
     return (len(letters.encode()) - len(letters)) / 2 / len(letters) if letters else 0.0
 
 
-def repeated_ngram_ratio(text: str, n_chars: int = 10, n_words: int = 5) -> float:
+def repeated_ngram_ratio(text: str, n_chars: int = 10, n_words: int = 5, min_ngrams: int = 1) -> float:
     """Share of the text's n-grams that repeat an earlier one: 0 for none, 0.5 for a text pasted
     twice, near 1 for a loop.  CJK text (half or more of its letters) is measured in characters
-    (punctuation and spaces left out), other text in words."""
+    (punctuation and spaces left out), other text in words.  Text with fewer than ``min_ngrams``
+    n-grams scores 0: a two-line code snippet repeating a name is not a loop."""
     t = text.lower()
     letters = _NOT_WORD.sub("", t)
     if _cjk_share(letters) >= 0.5:
@@ -56,7 +60,7 @@ def repeated_ngram_ratio(text: str, n_chars: int = 10, n_words: int = 5) -> floa
         w = _WORD.findall(t)
         total = len(w) - n_words + 1
         distinct = len(set(zip(*[w[i:] for i in range(n_words)]))) if total > 0 else 0
-    return 1.0 - distinct / total if total > 0 else 0.0
+    return 1.0 - distinct / total if total >= max(1, min_ngrams) else 0.0
 
 
 class Quality(RecordStep):
@@ -70,8 +74,8 @@ class Quality(RecordStep):
         "ngram_chars": 10,             # n-gram size for CJK text (characters)
         "ngram_words": 5,              # n-gram size for other text (words)
         "max_repeated_ngram_ratio": 0.3,
-        "min_chars_for_repetition": 60,
-        "min_text_share": 0.25,        # letters and digits among visible characters, at least
+        "min_ngrams": 20,              # judge repetition only on answers with this many n-grams
+        "min_text_share": 0.2,         # letters and digits among visible non-layout characters, at least
         "max_junk_share": 0.3,         # emoji, box drawing, private use, U+FFFD among them, at most
         "min_chars_for_text_share": 10,
     }
@@ -106,11 +110,10 @@ class Quality(RecordStep):
             if _NOT_WORD.sub("", final).lower() == _NOT_WORD.sub("", prompt).lower():
                 return Drop("quality:answer_equals_question", "the answer repeats the question")
         for a in answers:
-            if len(a) >= o["min_chars_for_repetition"]:
-                r = repeated_ngram_ratio(a, o["ngram_chars"], o["ngram_words"])
-                if r > o["max_repeated_ngram_ratio"]:
-                    return Drop("quality:repetition", f"{r:.2f} of the n-grams repeat")
-            visible = sum(map(len, a.split()))
+            r = repeated_ngram_ratio(a, o["ngram_chars"], o["ngram_words"], o["min_ngrams"])
+            if r > o["max_repeated_ngram_ratio"]:
+                return Drop("quality:repetition", f"{r:.2f} of the n-grams repeat")
+            visible = sum(map(len, a.split())) - sum(map(a.count, _LAYOUT))
             if visible >= o["min_chars_for_text_share"]:
                 share = len(_NOT_WORD.sub("", a)) / visible
                 if share < o["min_text_share"]:
