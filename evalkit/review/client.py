@@ -81,13 +81,15 @@ class LabelStudioClient:
     def _fail(self, what: str, exc: BaseException) -> ReviewError:
         status = getattr(exc, "status_code", None)
         if status in (401, 403):
-            hint = (" (check --api-key / LABEL_STUDIO_API_KEY; a legacy token also needs legacy tokens "
-                    "enabled on the server, a personal access token works as is)")
+            hint = (" (the server refused the API key: check --api-key / LABEL_STUDIO_API_KEY; a legacy "
+                    "token also needs legacy tokens enabled on the server, a personal access token works as is)")
         elif status == 404:
             hint = " (not found: was the project deleted, or is --url another server?)"
         else:
             hint = ""
-        return ReviewError(self.scrub(f"Label Studio at {self.url}: {what} failed: {_describe(exc)}{hint}"))
+        err = ReviewError(self.scrub(f"Label Studio at {self.url}: {what} failed: {_describe(exc)}{hint}"))
+        err.status = status
+        return err
 
     def call(self, what: str, fn: Callable, *args, before_retry: Callable[[], bool] | None = None, **kwargs):
         """``fn(*args, **kwargs)``, retried on connection errors, 429 and 5xx.  ``before_retry`` runs
@@ -125,8 +127,13 @@ class LabelStudioClient:
         except ReviewError:
             return None
 
-    def get_project(self, project_id: int):
-        return self.call(f"get project {project_id}", self.sdk.projects.get, id=project_id)
+    def get_project(self, project_id: int, missing_ok: bool = False):
+        try:
+            return self.call(f"get project {project_id}", self.sdk.projects.get, id=project_id)
+        except ReviewError as e:
+            if missing_ok and getattr(e, "status", None) == 404:
+                return None
+            raise
 
     def find_project(self, title: str):
         """The one project with exactly this title, or None."""
@@ -137,11 +144,16 @@ class LabelStudioClient:
         return found[0] if found else None
 
     def find_or_create_project(self, title: str, label_config: str, *, project_id: int | None = None,
-                               settings: dict | None = None) -> tuple[object, str]:
-        """The project (by id, else by title, else created) with ``label_config`` as its interface.
+                               remembered_id: int | None = None, settings: dict | None = None) -> tuple[object, str]:
+        """The project (``project_id``; else ``remembered_id`` from an earlier export if it still
+        exists; else by title; else created) with ``label_config`` as its interface.
         Returns (project, what happened: 'created' | 'updated' | 'unchanged')."""
         settings = settings or {}
-        project = self.get_project(project_id) if project_id else self.find_project(title)
+        if project_id:
+            project = self.get_project(project_id)
+        else:
+            project = self.get_project(remembered_id, missing_ok=True) if remembered_id else None
+            project = project or self.find_project(title)
         if project is None:
             # Create, then check by title before any retry: a create that timed out may have happened.
             def created_meanwhile() -> bool:

@@ -37,8 +37,10 @@ def review() -> None:
 @click.option("--overlap", type=click.IntRange(1, 50), default=2, show_default=True,
               help="Annotators per item (the project's maximum annotations).")
 @click.option("--project", "project_id", type=int, help="Use this project id instead of finding it by title.")
+@click.option("--retries", type=click.IntRange(1, 20), default=6, show_default=True,
+              help="Attempts per request on connection errors, 429 and 5xx (backoff 0.5 s, doubling).")
 @click.option("--title", help="Project title (default: the run folder's name and the rubric).")
-def review_export(run, rubric_path, url, api_key, sample, seed, overlap, project_id, title):
+def review_export(run, rubric_path, url, api_key, sample, seed, overlap, project_id, retries, title):
     """Write RUN/review/ (tasks.json, label_config.xml) and, with --url, create or update the project
     and import the tasks it lacks.  Rerunning adds nothing twice.
 
@@ -51,7 +53,7 @@ def review_export(run, rubric_path, url, api_key, sample, seed, overlap, project
     _log_to_stderr()
     try:
         m = export_run(run, rubric_path, url=url, api_key=api_key, sample=sample, seed=seed, title=title,
-                       project_id=project_id, overlap=overlap)
+                       project_id=project_id, overlap=overlap, attempts=retries)
     except RubricError as e:
         raise click.ClickException(str(e))
     per_task = ", ".join(f"{t} {n}" for t, n in sorted(m["per_task"].items()))
@@ -72,9 +74,11 @@ def review_export(run, rubric_path, url, api_key, sample, seed, overlap, project
               help="A Label Studio export (JSON or JSON_MIN) instead of --url.")
 @click.option("--api-key", help=API_KEY_HELP)
 @click.option("--project", "project_id", type=int, help="Project id (default: the one export used).")
+@click.option("--retries", type=click.IntRange(1, 20), default=6, show_default=True,
+              help="Attempts per request on connection errors, 429 and 5xx (backoff 0.5 s, doubling).")
 @click.option("--rubric", "rubric_path", type=click.Path(dir_okay=False),
               help="Rubric YAML (default: the one export saved in RUN/review/rubric.json).")
-def review_import(run, url, file_, api_key, project_id, rubric_path):
+def review_import(run, url, file_, api_key, project_id, retries, rubric_path):
     """Pull the annotations (several annotators per item, partial allowed) into
     RUN/review/annotations.jsonl.
 
@@ -84,7 +88,8 @@ def review_import(run, url, file_, api_key, project_id, rubric_path):
     """
     from .importing import import_run
     _log_to_stderr()
-    s = import_run(run, url=url, api_key=api_key, file=file_, project_id=project_id, rubric_path=rubric_path)
+    s = import_run(run, url=url, api_key=api_key, file=file_, project_id=project_id, rubric_path=rubric_path,
+                   attempts=retries)
     not_kept = ", ".join(f"{k} {v}" for k, v in s["not_kept"].items()) or "none"
     click.echo(f"{s['kept']} annotations on {s['items_reviewed']} items by {len(s['annotators'])} annotators "
                f"(from {s['annotations_seen']} seen on {s['tasks_seen']} tasks; not kept: {not_kept})")

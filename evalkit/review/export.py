@@ -155,7 +155,7 @@ def instructions_html(rubric: dict) -> str:
 def export_run(run, rubric_path, *, url: str | None = None, api_key: str | None = None,
                sample: int | None = None, seed: int = 0, title: str | None = None,
                project_id: int | None = None, overlap: int = 2, client: LabelStudioClient | None = None,
-               batch_size: int = 500) -> dict:
+               batch_size: int = 500, attempts: int = 6) -> dict:
     """Write the review folder and, with ``url`` (or ``client``), create or update the project and
     import the tasks it lacks.  Returns the manifest written to RUN/review/export.json."""
     run = Path(run)
@@ -205,15 +205,16 @@ def export_run(run, rubric_path, *, url: str | None = None, api_key: str | None 
         "items": sorted(entries.values(), key=lambda e: (e["task"], e["item_id"])),
     }
     if url or client:
-        client = client or LabelStudioClient(url, api_key)
+        client = client or LabelStudioClient(url, api_key, attempts=attempts)
         stored = manifest["project"] or {}
-        pid = project_id or (stored.get("id") if stored.get("url") == client.url else None)
+        remembered = stored.get("id") if stored.get("url") == client.url else None
         title = title or stored.get("title") or f"{run.resolve().name} · {rubric['title']['en']} ({rubric['name']})"
         settings = {"maximum_annotations": overlap, "show_collab_predictions": True, "show_instruction": True,
                     "expert_instruction": instructions_html(rubric),
                     "description": f"evalkit review of {run.resolve()} with rubric {rubric['name']} "
                                    f"v{rubric['version']}"}
-        project, what = client.find_or_create_project(title, xml, project_id=pid, settings=settings)
+        project, what = client.find_or_create_project(title, xml, project_id=project_id, remembered_id=remembered,
+                                                      settings=settings)
         sync = client.sync_tasks(project.id, task_list, batch_size=batch_size)
         manifest["project"] = {"url": client.url, "id": project.id, "title": project.title, "interface": what,
                                "server_version": client.server_version(), **sync}

@@ -121,7 +121,8 @@ def select_rows(rows: list[dict], valid_keys: set) -> tuple[list[dict], Counter]
 
 
 def import_run(run, *, url: str | None = None, api_key: str | None = None, file=None,
-               project_id: int | None = None, rubric_path=None, client: LabelStudioClient | None = None) -> dict:
+               project_id: int | None = None, rubric_path=None, client: LabelStudioClient | None = None,
+               attempts: int = 6) -> dict:
     """Pull annotations into RUN/review/annotations.jsonl (rewritten whole: the server or file is
     the source of truth) and RUN/review/import.json (counts by reason, source, versions)."""
     run = Path(run)
@@ -140,7 +141,7 @@ def import_run(run, *, url: str | None = None, api_key: str | None = None, file=
             raise ReviewError(f"{file}: not valid JSON (line {e.lineno}: {e.msg})")
         source, users = {"file": str(file)}, {}
     else:
-        client = client or LabelStudioClient(url, api_key)
+        client = client or LabelStudioClient(url, api_key, attempts=attempts)
         manifest_path = out / "export.json"
         stored = (json.loads(manifest_path.read_text(encoding="utf-8")).get("project") or {}) \
             if manifest_path.is_file() else {}
