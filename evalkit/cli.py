@@ -16,16 +16,81 @@ def main() -> None:
     """Evaluate models: automatic screening (auto, cmmlu, compare) and expert review."""
 
 
+def _load_yaml(path: str | None) -> dict:
+    if not path:
+        return {}
+    import yaml
+    try:
+        cfg = yaml.safe_load(open(path, encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise click.ClickException(f"{path}: not valid YAML: {e}")
+    if not isinstance(cfg, dict):
+        raise click.ClickException(f"{path}: the config must be a mapping of options")
+    return cfg
+
+
 @main.command()
 @click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", help="Eval set: predictions-style JSONL (id, task, prompt, reference) or a curated set (messages).")
-@click.option("--predictions", help="Score these outputs (id, task, prompt, prediction, reference) instead of generating.")
-@click.option("--model", help="Model name or folder (see trainplug.models.resolve_model).")
+@click.option("--data", help="Eval set to generate on: JSONL (id, task, prompt, reference | answer, choices) or a curated set.")
+@click.option("--predictions", help="Score these outputs (JSONL: id, task, prompt, prediction, reference | answer) instead.")
+@click.option("--model", help="Model folder or 'smollm2' (the bundled SmolLM2-135M-Instruct); never a hub download.")
 @click.option("--adapter", help="PEFT adapter folder to load on top of --model.")
 @click.option("--out", "-o", help="Run folder (default: the config's out, else ./evalkit-out).")
-def auto(config, data, predictions, model, adapter, out):
-    """Generate (or read) predictions and score them with BLEU, chrF, ROUGE, choice accuracy, EM."""
-    raise click.ClickException("evalkit auto is being built (issue 6)")
+@click.option("--metrics", help="Comma-separated: bleu,chrf,rouge,em,contains,choice (default: what the data supports).")
+@click.option("--gate", "gates", multiple=True, help="Fail (exit 1) unless METRIC[@TASK] OP NUMBER holds, e.g. 'rougeL>=0.30'.")
+@click.option("--bleu-tokenize", help="sacrebleu tokenizer for BLEU (default: zh for CJK references, else 13a).")
+@click.option("--rouge-tokenizer", type=click.Choice(["cjk", "jieba"]), help="ROUGE tokens (default cjk).")
+@click.option("--lowercase", is_flag=True, default=None, help="Case-insensitive BLEU and chrF.")
+@click.option("--choice-mode", type=click.Choice(["generate", "loglik"]),
+              help="Choice questions: extract the letter from generated text, or rank options by log-likelihood.")
+@click.option("--bootstrap", type=int, help="Bootstrap resamples for the 95%% intervals (default 1000; 0 = none).")
+@click.option("--seed", type=int, help="Seed for bootstrap (and sampling when temperature > 0).")
+@click.option("--limit", type=int, help="Only the first N items.")
+@click.option("--max-new-tokens", type=int, help="Generation length limit (default 256).")
+@click.option("--batch-size", type=int, help="Generation batch size (default 8).")
+@click.option("--temperature", type=float, help="0 = greedy (default).")
+@click.option("--no-chat-template", is_flag=True, default=None, help="Feed the raw prompt, not the chat template.")
+@click.option("--cache", help="Generation cache file (default: $SFTKIT_CACHE/evalkit/generations.sqlite), or 'off'.")
+@click.option("--no-progress", is_flag=True, default=None, help="No progress bars.")
+def auto(config, data, predictions, model, adapter, out, metrics, gates, bleu_tokenize, rouge_tokenizer, lowercase,
+         choice_mode, bootstrap, seed, limit, max_new_tokens, batch_size, temperature, no_chat_template, cache,
+         no_progress):
+    """Generate (or read) predictions and score them: BLEU, chrF, ROUGE-1/2/L, choice accuracy, EM.
+
+    \b
+    Examples:
+      evalkit auto --predictions preds.jsonl --out run/ --gate 'rougeL>=0.30'
+      evalkit auto --data eval.jsonl --model smollm2 --adapter runs/lora --out run/
+    """
+    from curate.config import ConfigError
+    from .auto import run_auto
+    from .data import DataError
+    from .report import format_table
+    cfg = _load_yaml(config)
+    gen = dict(cfg.get("generation") or {}) if isinstance(cfg.get("generation"), dict) else cfg.get("generation")
+    flags = {"data": data, "predictions": predictions, "model": model, "adapter": adapter, "out": out,
+             "metrics": [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
+             "gates": list(gates) or None, "bleu_tokenize": bleu_tokenize, "rouge_tokenizer": rouge_tokenizer,
+             "lowercase": lowercase, "choice_mode": choice_mode, "bootstrap": bootstrap, "seed": seed,
+             "limit": limit, "cache": cache, "progress": False if no_progress else None}
+    cfg.update({k: v for k, v in flags.items() if v is not None})
+    if isinstance(gen, dict):
+        gen.update({k: v for k, v in {"max_new_tokens": max_new_tokens, "batch_size": batch_size,
+                                      "temperature": temperature, "seed": seed,
+                                      "chat_template": False if no_chat_template else None}.items() if v is not None})
+        cfg["generation"] = gen
+    try:
+        result = run_auto(cfg, log=lambda m: click.echo(m, err=True))
+    except (ConfigError, DataError, FileNotFoundError) as e:
+        raise click.ClickException(str(e))
+    click.echo(format_table(result["summary"]))
+    failed = [g for g in result["gates"] if not g["passed"]]
+    for g in result["gates"]:
+        actual = "not computed" if g["actual"] is None else f"{g['actual']:.4g}"
+        click.echo(f"gate {g['gate']}: {'pass' if g['passed'] else 'FAIL'} (actual {actual})")
+    click.echo(f"results in {result['out']}/ (items.jsonl, summary.json, report.html, manifest.json)")
+    if failed:
+        sys.exit(1)
 
 
 # Expert review (issue 7): review export|import, report, rubric validate|xml.
