@@ -48,6 +48,39 @@ def run(config, inputs, mapping, out, only, skip, seed, workers, output_format, 
     _summary(result)
 
 
+@main.command()
+@click.option("--input", "-i", "inputs", multiple=True, required=True, help="Input file, glob or folder (repeatable).")
+@click.option("--out", "-o", required=True, help="Output folder.")
+@click.option("--threshold", type=float, help="Jaccard similarity for near-duplicates (default 0.5).")
+@click.option("--fields", help="SFT records: fields that must all be near-duplicates (default prompt,answer).")
+@click.option("--keep", type=click.Choice(["longest", "quality", "first"]), help="Who stays in a cluster (default longest).")
+@click.option("--index", "index_dir", help="Index folder: dedup against earlier runs' kept records, then add this run's.")
+@click.option("--map", "mapping", help="Columns to schema keys, as for `curate run`.")
+@click.option("--workers", type=int, help="Worker processes (default: all cores).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def dedup(inputs, out, threshold, fields, keep, index_dir, mapping, workers, no_progress):
+    """Remove exact and near duplicates only: the pipeline's readers and outputs, the dedup step alone.
+
+    \b
+    Example:
+      curate dedup --input corpus.jsonl --out deduped/ --threshold 0.5
+    """
+    from .pipeline import run as run_pipeline
+    opts = {k: v for k, v in (("threshold", threshold), ("fields", fields), ("keep", keep), ("index", index_dir),
+                              ("workers", workers)) if v is not None}
+    try:
+        cfg = load_config(None, inputs=inputs, mapping=mapping, out=out, only="dedup",
+                          overrides={"steps": {"dedup": opts}, "workers": workers})
+        result = run_pipeline(cfg, progress=not no_progress, log=lambda m: click.echo(m, err=True))
+    except (ConfigError, InputError) as e:
+        _fail(e)
+    _summary(result)
+    d = result.report.get("step_report", {}).get("dedup", {})
+    if d:
+        click.echo(f"dedup: {d['removed']['exact']:,} exact + {d['removed']['near']:,} near duplicates removed; "
+                   f"cluster sizes {d['cluster_sizes']}")
+
+
 def _summary(result) -> None:
     t = result.report["totals"]
     click.echo(f"read {t['read']:,}  kept {t['kept']:,}  rejected {t['rejected']:,}")
@@ -66,6 +99,45 @@ def export(input_path, fmt, out):
     from .export import export_records
     n = export_records(input_path, fmt, out)
     click.echo(f"wrote {n:,} records to {out} ({fmt})")
+
+
+@main.command()
+@click.option("--input", "-i", "inputs", multiple=True, required=True,
+              help="Input file, glob or folder (repeatable): raw corpora in any shape `curate run` reads, or curated sets.")
+@click.option("--map", "mapping", help="Columns to schema keys for raw CSV/JSON, e.g. user=ask,assistant=answer.")
+@click.option("--base", help="Base tokenizer or model folder (default: SmolLM2-135M-Instruct).")
+@click.option("--size", type=int, default=20000, show_default=True, help="Most tokens to add.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Folder for the expanded tokenizer (AutoTokenizer.from_pretrained loads it) and vocab_report.json.")
+@click.option("--heldout", type=float, default=0.05, show_default=True, help="Share of records held out for the report.")
+@click.option("--coverage", type=float, default=0.9995, show_default=True,
+              help="Character coverage: rarer characters stay as the base's byte pieces.")
+@click.option("--min-frequency", type=int, default=3, show_default=True, help="Fewest occurrences for a merged piece.")
+@click.option("--max-piece-len", type=int, default=8, show_default=True, help="Longest piece, in characters.")
+@click.option("--terms", help="Comma-separated domain terms to report coverage for (default: a medical list).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out split.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def vocab(inputs, mapping, base, size, out, heldout, coverage, min_frequency, max_piece_len, terms, seed, no_progress):
+    """Add a corpus's Chinese words to a base tokenizer so Chinese takes far fewer tokens.
+
+    Byte-level BPE bases (SmolLM2, Llama-3, Qwen) get new vocabulary entries plus their merges;
+    sentencepiece bases get new pieces in their model proto. Text without Chinese keeps its ids.
+
+    \b
+    Example:
+      curate vocab --input medical.csv --map user=ask,assistant=answer --size 20000 --out zh-tok/
+    """
+    from .vocab import VocabError, expand_vocab
+    from .vocab.report import DEFAULT_TERMS, summary
+    term_list = [t.strip() for t in terms.split(",") if t.strip()] if terms else list(DEFAULT_TERMS)
+    try:
+        report = expand_vocab(inputs, out, base=base, size=size, mapping=mapping, heldout=heldout, coverage=coverage,
+                              min_frequency=min_frequency, max_piece_len=max_piece_len, terms=term_list, seed=seed,
+                              progress=not no_progress, log=lambda m: click.echo(m, err=True))
+    except (VocabError, InputError, ValueError) as e:
+        _fail(e)
+    click.echo(summary(report))
+    click.echo(f"tokenizer in {out}/ (vocab_report.json, vocab_report.md beside it)")
 
 
 if __name__ == "__main__":

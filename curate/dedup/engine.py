@@ -1,0 +1,254 @@
+"""The near-dedup engine: four small stages that hand off through arrays and spill files.
+
+    1 sketch     (worker processes, streaming)  records -> exact hash, shingle sets, band keys
+    2 candidates (vectorized)                   equal band keys -> candidate pairs
+    3 verify     (worker processes)             exact Jaccard of every compared field
+    4 clusters   (vectorized)                   components, keeper per cluster, drops
+
+Memory stays bounded: batches stream through the workers and only ids, 64-bit hashes and band
+keys come back; shingle sets wait on disk under ``work_dir`` until a candidate pair needs them.
+
+    >>> import polars as pl, tempfile
+    >>> frame = pl.DataFrame({"id": ["a", "b", "c"], "text": ["今天天气真好，我们去公园散步吧。",
+    ...                                                      "今天天气真好,我们去公园散步吧!", "完全不同的一句话。"]})
+    >>> result = Engine(Settings(), tempfile.mkdtemp(), workers=1).run([frame])
+    >>> [(d.id, d.reason, d.duplicate_of) for d in result.drops]
+    [('b', 'duplicate:exact', 'a')]
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import numpy as np
+import polars as pl
+from tqdm import tqdm
+
+from . import index as index_store
+from .candidates import candidate_pairs
+from .clusters import components, keepers, size_histogram
+from .sketch import DOC, SFT, Settings, sketch_batch
+from .verify import pair_similarity
+
+
+class Removal(NamedTuple):
+    id: str
+    reason: str            # duplicate:exact | duplicate:near
+    duplicate_of: str      # the kept record's id
+    similarity: float      # 1.0 for exact copies, else the exact Jaccard with the kept record
+
+
+@dataclass
+class Result:
+    drops: list[Removal]
+    report: dict = field(default_factory=dict)
+
+
+
+class _Runner:
+    """Runs a function over work items in worker processes (or inline for workers=1)."""
+
+    def __init__(self, workers: int):
+        self.pool = (ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None)
+        self.workers = workers
+
+    def imap(self, fn, items: Iterable, in_flight: int | None = None):
+        if self.pool is None:
+            for it in items:
+                yield fn(*it)
+            return
+        pending = []
+        for it in items:
+            pending.append(self.pool.submit(fn, *it))
+            while len(pending) >= (in_flight or 2 * self.workers):
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+class Engine:
+    def __init__(self, settings: Settings, work_dir: str | Path, *, workers: int = 2, keep: str = "longest",
+                 index: str | None = None, progress: bool = False, examples: int = 5):
+        self.s, self.work_dir, self.workers = settings, Path(work_dir), max(1, workers)
+        self.keep, self.index, self.progress, self.examples = keep, index, progress, examples
+        self.n_fields = len(settings.sft_fields)
+
+    # -- 1 sketch ---------------------------------------------------------------------------
+    def _sketch(self, runner: _Runner, frames: Iterable[pl.DataFrame]) -> dict:
+        spill = self.work_dir / "spill"
+        shutil.rmtree(spill, ignore_errors=True)
+        spill.mkdir(parents=True)
+        parts, prefixes = [], []
+        bar = tqdm(desc="dedup: sketch", unit="rec", disable=not self.progress, mininterval=1.0)
+
+        def jobs():
+            for b, frame in enumerate(frames):
+                prefixes.append(str(spill / f"b{b:05d}"))
+                yield frame, prefixes[-1], self.s
+
+        for res in runner.imap(sketch_batch, jobs()):
+            parts.append(res)
+            bar.update(len(res["ids"]))
+        bar.close()
+        cat = lambda k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
+        return {"ids": [i for p in parts for i in p["ids"]], "kind": cat("kind").astype(np.int8),
+                "exact": cat("exact").astype(np.uint64),
+                "keys": np.concatenate([p["keys"] for p in parts]) if parts else np.zeros((0, self.s.width), np.uint64),
+                "nonempty": cat("nonempty").astype(bool), "length": cat("length").astype(np.int64),
+                "quality": cat("quality").astype(np.float64),
+                "batch": np.repeat(np.arange(len(parts)), [len(p["ids"]) for p in parts]),
+                "row": np.concatenate([np.arange(len(p["ids"])) for p in parts]) if parts else np.zeros(0, np.int64),
+                "prefixes": prefixes}
+
+    # -- 3 verify ---------------------------------------------------------------------------
+    def _similarity(self, runner, all_: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if len(a) == 0:
+            return np.zeros(0, np.float32)
+        order = np.argsort(all_["batch"][a], kind="stable")          # locality in the spill files
+        n_f = np.where(all_["kind"][a[order]] == SFT, self.n_fields, 1)
+        loc = lambda x: np.stack((all_["batch"][x], all_["row"][x]), axis=1)
+        chunks = np.array_split(np.arange(len(order)), max(1, 4 * self.workers))
+        items = ((all_["prefixes"], n_f[c], loc(a[order[c]]), loc(b[order[c]])) for c in chunks if len(c))
+        sims = np.concatenate(list(runner.imap(pair_similarity, items, in_flight=len(chunks))))
+        out = np.empty(len(a), np.float32)
+        out[order] = sims
+        return out
+
+    def run(self, frames: Iterable[pl.DataFrame]) -> Result:
+        t0 = time.time()
+        times = {}
+        runner = _Runner(self.workers)
+        try:
+            new = self._sketch(runner, frames)
+            times["sketch"] = time.time() - t0
+            prior = index_store.load(self.index, self.s.signature()) if self.index else None
+            all_, n_prior = self._combine(prior, new)
+            result = self._dedup(runner, all_, n_prior, times)
+        finally:
+            runner.close()
+        if self.index:
+            kept = np.ones(len(new["ids"]), dtype=bool)
+            pos = {rid: i for i, rid in enumerate(new["ids"])}
+            for d in result.drops:
+                kept[pos[d.id]] = False
+            index_store.append(self.index, self.s.signature(), new, kept, self.n_fields)
+        times["total"] = time.time() - t0
+        result.report["seconds"] = {k: round(v, 2) for k, v in times.items()}
+        return result
+
+    def _combine(self, prior: dict | None, new: dict) -> tuple[dict, int]:
+        """Earlier kept records first (they win ties and are never dropped), then this run's.
+        A record already in the index with the same id and text is this record itself (a
+        re-run after an interrupted index update): the index copy is left out."""
+        if not prior:
+            return {**new, "prior": np.zeros(len(new["ids"]), bool)}, 0
+        mine = set(zip(new["ids"], new["exact"].tolist()))
+        keep = np.array([(i, e) not in mine for i, e in zip(prior["ids"], prior["exact"].tolist())], dtype=bool)
+        n_prior = int(keep.sum())
+        off = len(prior["prefixes"])
+        all_ = {"ids": [i for i, k in zip(prior["ids"], keep) if k] + new["ids"],
+                "prefixes": prior["prefixes"] + new["prefixes"],
+                "batch": np.concatenate((prior["batch"][keep], new["batch"] + off)),
+                "prior": np.concatenate((np.ones(n_prior, bool), np.zeros(len(new["ids"]), bool))),
+                "quality": np.concatenate((np.full(n_prior, np.nan), new["quality"]))}
+        for k in ("kind", "exact", "keys", "nonempty", "length", "row"):
+            all_[k] = np.concatenate((prior[k][keep], new[k]))
+        return all_, n_prior
+
+    def _dedup(self, runner, all_: dict, n_prior: int, times: dict) -> Result:
+        t = time.time()
+        n = len(all_["ids"])
+        exact = all_["exact"]
+        # exact copies: every member of a run of equal hashes points at the run's first record
+        order = np.argsort(exact, kind="stable")
+        ex_sorted = exact[order]
+        run_start = np.concatenate(([True], ex_sorted[1:] != ex_sorted[:-1]))
+        rep = order[np.maximum.accumulate(np.where(run_start, np.arange(n), 0))] if n else order
+        is_rep = np.zeros(n, bool)
+        is_rep[order[run_start]] = True
+        ex_a, ex_b = rep[~run_start], order[~run_start]
+        # near: candidates among distinct texts, within one kind, never two earlier-kept records
+        pairs = []
+        for kind in (DOC, SFT):
+            b, _ = self.s.lsh(kind)
+            eligible = is_rep & all_["nonempty"] & (all_["kind"] == kind)
+            if eligible.sum() > 1:
+                pairs.append(candidate_pairs(all_["keys"][:, :b], eligible))
+        pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+        pairs = pairs[~(all_["prior"][pairs[:, 0]] & all_["prior"][pairs[:, 1]])]
+        times["candidates"] = time.time() - t
+        t = time.time()
+        sims = self._similarity(runner, all_, pairs[:, 0], pairs[:, 1])
+        ok = sims >= self.s.threshold
+        times["verify"] = time.time() - t
+        t = time.time()
+        label = components(n, np.concatenate((ex_a, pairs[ok, 0])), np.concatenate((ex_b, pairs[ok, 1])))
+        keeper = keepers(label, all_["prior"], all_["length"], all_["quality"], self.keep)
+        gone = np.flatnonzero((keeper != np.arange(n)) & ~all_["prior"])
+        is_exact = exact[gone] == exact[keeper[gone]]
+        sim = np.ones(len(gone), np.float32)
+        near = gone[~is_exact]
+        sim[~is_exact] = self._similarity(runner, all_, near, keeper[near])
+        ids = all_["ids"]
+        drops = [Removal(ids[g], "duplicate:exact" if e else "duplicate:near", ids[keeper[g]], round(float(s), 4))
+                 for g, e, s in zip(gone.tolist(), is_exact.tolist(), sim.tolist())]
+        times["clusters"] = time.time() - t
+        report = self._report(all_, label, keeper, gone, is_exact, sim, len(pairs), int(ok.sum()), n_prior)
+        return Result(drops, report)
+
+    # -- report -----------------------------------------------------------------------------
+    def _report(self, all_, label, keeper, gone, is_exact, sim, n_cand, n_ok, n_prior) -> dict:
+        new = ~all_["prior"]
+        labels, sizes = np.unique(label[new], return_counts=True)
+        s = self.s
+        rep = {
+            "settings": {**s.signature(), "keep": self.keep, "lsh_doc": list(s.lsh(DOC)), "lsh_sft": list(s.lsh(SFT)),
+                         "index": self.index, "index_records": n_prior},
+            "records": int(new.sum()), "kept": int(new.sum() - len(gone)),
+            "removed": {"exact": int(is_exact.sum()), "near": int((~is_exact).sum())},
+            "candidate_pairs": int(n_cand), "verified_pairs": int(n_ok), "rejected_by_verification": int(n_cand - n_ok),
+            "cluster_sizes": size_histogram(label[new]),
+            "near_similarity": _sim_histogram(sim[~is_exact]),
+            "largest_clusters": [],
+        }
+        top = labels[np.argsort(-sizes, kind="stable")][: self.examples]
+        top = [lab for lab in top if sizes[labels == lab][0] > 1]
+        if top:
+            rep["largest_clusters"] = self._examples(all_, label, keeper, gone, sim, top)
+        return rep
+
+    def _examples(self, all_, label, keeper, gone, sim, top) -> list[dict]:
+        sim_of = dict(zip(gone.tolist(), sim.tolist()))
+        wanted = {}
+        clusters = []
+        for lab in top:
+            members = np.flatnonzero(label == lab)
+            k = int(keeper[members[0]])
+            shown = [int(m) for m in members if m != k][:3]
+            clusters.append((k, len(members), shown))
+            for m in [k, *shown]:
+                wanted.setdefault(int(all_["batch"][m]), []).append(m)
+        preview = {}
+        for b, ms in wanted.items():
+            df = pl.read_parquet(f"{all_['prefixes'][b]}.preview.parquet")
+            for m in ms:
+                preview[m] = df["preview"][int(all_["row"][m])]
+        ids = all_["ids"]
+        return [{"size": size, "kept": {"id": ids[k], "text": preview[k]},
+                 "removed": [{"id": ids[m], "similarity": round(sim_of.get(m, 1.0), 4), "text": preview[m]}
+                             for m in shown]} for k, size, shown in clusters]
+
+
+def _sim_histogram(sims: np.ndarray) -> dict[str, int]:
+    edges = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001]
+    counts, _ = np.histogram(sims, bins=edges)
+    return {f"{lo:.1f}-{min(hi, 1.0):.1f}": int(c) for lo, hi, c in zip(edges[:-1], edges[1:], counts) if c}

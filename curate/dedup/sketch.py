@@ -1,0 +1,120 @@
+"""Stage 1 of near-dedup, run in worker processes over batches: records -> compared fields ->
+normalized text -> exact hash, shingle sets and MinHash band keys.  The shingle sets are spilled
+to ``<prefix>.f<field>.{vals,off}.npy`` (needed again only to verify candidates, and kept in the
+persisted index); what comes back to the main process is small: ids, hashes, band keys.
+
+Which text is compared:
+
+* a plain document (``text``, no messages): its whole text, one field;
+* an SFT record: by default its prompt (system + user turns) and its answer (the final assistant
+  turn) as two fields; two records are near-duplicates only when *both* fields are.  ``fields``
+  can name others: ``prompt``, ``answer``, ``all`` (the whole dialogue as one text).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+
+from ..schema import all_text, answer_text, prompt_text
+from .shingles import MASK64, mix64, normalize, shingle_batch
+from .signatures import band_keys, lsh_params, minhash_batch, permutations
+
+DOC, SFT = 0, 1
+FIELD_VIEWS = {"prompt": prompt_text, "answer": answer_text, "all": all_text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    threshold: float = 0.5
+    num_perm: int = 128
+    seed: int = 1
+    n_cjk: int = 3
+    n_word: int = 1
+    sft_fields: tuple[str, ...] = ("prompt", "answer")
+    quality_key: str = "quality"
+
+    def lsh(self, kind: int) -> tuple[int, int]:
+        """Bands and rows.  For k fields banded together a band matches with probability about
+        prod(J_f ** rows), so the S-curve is centred on threshold ** k."""
+        k = 1 if kind == DOC else len(self.sft_fields)
+        return lsh_params(round(self.threshold ** k, 6), self.num_perm)
+
+    @property
+    def width(self) -> int:
+        return max(self.lsh(DOC)[0], self.lsh(SFT)[0])
+
+    def signature(self) -> dict:
+        """What must match for an index built earlier to be usable now."""
+        d = asdict(self)
+        d.pop("quality_key")
+        d["sft_fields"] = list(self.sft_fields)
+        return d
+
+
+def field_texts(frame: pl.DataFrame, settings: Settings) -> tuple[np.ndarray, list[list[str]]]:
+    """Kind of each row (DOC or SFT) and the texts of the compared fields (docs use slot 0)."""
+    n_f = len(settings.sft_fields)
+    texts = frame["text"].to_list() if "text" in frame.columns else [None] * frame.height
+    msgs = frame["messages"].to_list() if "messages" in frame.columns else [None] * frame.height
+    kind = np.zeros(frame.height, dtype=np.int8)
+    cols: list[list[str]] = [[""] * frame.height for _ in range(n_f)]
+    for i, (t, m) in enumerate(zip(texts, msgs)):
+        if m:
+            kind[i] = SFT
+            rec = {"messages": m, "text": t}
+            for f, name in enumerate(settings.sft_fields):
+                cols[f][i] = FIELD_VIEWS[name](rec)
+        else:
+            cols[0][i] = t or ""
+    return kind, cols
+
+
+def _sorted_sets(hv: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's shingles as a sorted set: (values, offsets), for exact Jaccard later."""
+    n = len(off) - 1
+    doc = np.repeat(np.arange(n, dtype=np.uint64), np.diff(off))
+    packed = np.unique((doc << np.uint64(32)) | hv.astype(np.uint64))
+    vals = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    new_off = np.searchsorted(packed >> np.uint64(32), np.arange(n + 1, dtype=np.uint64)).astype(np.int64)
+    return vals, new_off
+
+
+def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
+    """Sketch one batch; spill sets and signatures under ``prefix``; return the small arrays."""
+    kind, cols = field_texts(frame, settings)
+    perms = permutations(settings.num_perm, settings.seed)
+    sigs, nonempty = [], np.zeros(frame.height, dtype=bool)
+    exact = np.zeros(frame.height, dtype=np.uint64)
+    for f, texts in enumerate(cols):
+        hv, off, ex = shingle_batch(normalize(texts), settings.n_cjk, settings.n_word)
+        exact += mix64(ex + np.uint64(((f + 1) * 0x9E3779B97F4A7C15) & MASK64))
+        vals, soff = _sorted_sets(hv, off)
+        np.save(f"{prefix}.f{f}.vals.npy", vals)
+        np.save(f"{prefix}.f{f}.off.npy", soff)
+        sigs.append(minhash_batch(hv, off, perms))
+        nonempty |= np.diff(off) > 0
+    exact = mix64(exact + kind.astype(np.uint64))
+    keys = np.empty((frame.height, settings.width), dtype=np.uint64)
+    # columns a kind does not use get values no other row has (the row's own text hash)
+    keys[:] = exact[:, None] ^ (np.arange(settings.width, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))[None, :]
+    for k in (DOC, SFT):
+        rows = np.flatnonzero(kind == k)
+        if len(rows):
+            b, r = settings.lsh(k)
+            used = sigs[:1] if k == DOC else sigs
+            keys[rows, :b] = band_keys([s[rows] for s in used], b, r)
+    ans = settings.sft_fields.index("answer") if "answer" in settings.sft_fields else len(settings.sft_fields) - 1
+    main_text = [cols[0][i] if kind[i] == DOC else cols[ans][i] for i in range(frame.height)]
+    length = np.fromiter(map(len, main_text), dtype=np.int64, count=frame.height)
+    quality = np.full(frame.height, np.nan)
+    if "meta" in frame.columns:
+        q = frame["meta"].str.json_path_match(f"$.{settings.quality_key}").cast(pl.Float64, strict=False)
+        quality = q.fill_null(float("nan")).to_numpy().astype(np.float64)
+    ids = frame["id"].cast(pl.Utf8)
+    # a short preview per record, read back only for the report's largest clusters
+    pl.DataFrame({"id": ids, "preview": [t[:160] for t in main_text]}).write_parquet(f"{prefix}.preview.parquet")
+    return {"ids": ids.to_list(), "kind": kind, "exact": exact, "keys": keys, "nonempty": nonempty,
+            "length": length, "quality": quality}
