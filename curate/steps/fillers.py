@@ -70,6 +70,9 @@ def compile_rules(lang: str, rules: dict) -> tuple[list, re.Pattern | None, re.P
         out.append(("anywhere", re.compile(rf"{wb_l}(?:{alt}){wb_r}(?:\s*{_PAUSE}+\s*|\s+)?"), ""))
     if rules.get("clause_start"):
         alt = _alt(rules["clause_start"], en)
+        if en:   # set off by commas mid-sentence: "for, you know, three days" -> "for three days"
+            keep_comma = "".join(rf"(?<!\b[{w[0].upper()}{w[0]}]{w[1:]})" for w in ("oh", "ah", "so", "no", "yes", "well", "okay"))
+            out.append(("clause_start", re.compile(rf"(?<=[a-z]){keep_comma}, (?:{alt}), (?=[a-z])"), " "))
         out.append(("clause_start", re.compile(rf"{_BOUNDARY}(?:{alt}){wb_r}\s*{_PAUSE}+\s*"), ""))
         if en:   # "It hurts, you know." (in Chinese a list ends so: 我要这个，那个。)
             out.append(("clause_start", re.compile(rf"\s*{_PAUSE}\s*(?:{alt}){wb_r}\s*(?={_END})"), ""))
@@ -77,7 +80,8 @@ def compile_rules(lang: str, rules: dict) -> tuple[list, re.Pattern | None, re.P
         out.append(("trim", re.compile(rf"{wb_l}{re.escape(word)}(?=\s*{_PAUSE})"), keep))
     words = [v for r in ("anywhere", "clause_start", "repeated") for w in rules.get(r, [])
              for v in (_variants(w) if en else [w])] + list(rules.get("trim") or {})
-    candidate = re.compile("|".join(sorted(map(re.escape, set(words)), key=len, reverse=True))) if words else None
+    alt = "|".join(sorted(map(re.escape, set(words)), key=len, reverse=True))
+    candidate = re.compile(f"{wb_l}(?:{alt}){wb_r}") if words else None   # whole words: "er" is in "water"
     keep = [_alt(rules["keep"], en)] if rules.get("keep") else []
     if not en:   # quoted words are the subject of the task (a poem, a review): not the user's speech
         keep.append("“[^”\n]*”|「[^」\n]*」")

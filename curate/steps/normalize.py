@@ -59,6 +59,10 @@ _HALF = {v: k for k, v in _FULL.items()}
 # Marks are found by a plain scan (fast) and judged by their neighbours in a callback.
 _MARK = re.compile(r" *([,;:?!]+) *")
 _FULL_MARK_BEFORE_NON_CJK = re.compile(f"[，；：？！](?!{_CJK})")
+# Han within this many characters on both sides of a mark: the mark is in a Chinese sentence
+# (每次20mg，2023年 keeps its ，; Hello，world becomes Hello,world).
+_WINDOW = 10
+_HAN_RE = re.compile(f"[{HAN}]")
 _PERIOD = re.compile(f"\\.(?=$|\\n|{_CJK})")
 _UNIT_END = re.compile(r"[A-Za-z0-9%/)\]]")
 _HAN_TAIL = re.compile(f"[{HAN}][^\\s。！？]*$")
@@ -75,6 +79,13 @@ _SPECIAL_TOKENS = re.compile(r"<\|(?:im_start|im_end|user|assistant|system|endof
 USER_PREFIXES = ["Instruction", "Human", "User", "Question", "Prompt", "Q", "问", "问题", "提问", "指令", "用户"]
 ASSISTANT_PREFIXES = ["Response", "Assistant", "GPT", "Bot", "Output", "答", "回答", "输出", "助手"]
 SECTION_PREFIXES = ["Input", "Context", "输入", "上下文"]
+
+
+def _in_chinese(s: str, a: int, b: int) -> bool:
+    """Han characters within _WINDOW characters on both sides of s[a:b] (same line)."""
+    left, right = s[max(0, a - _WINDOW):a], s[b:b + _WINDOW]
+    left, right = left[left.rfind("\n") + 1:], right.split("\n", 1)[0]
+    return _HAN_RE.search(left) is not None and _HAN_RE.search(right) is not None
 
 
 def _lead(prefixes: list[str]) -> re.Pattern:
@@ -190,8 +201,7 @@ class Normalize(RecordStep):
         if "(" in s or "（" in s:
             s = _PARENS.sub(self._parens, s)
         if "，" in s or "：" in s or "；" in s or "？" in s or "！" in s:   # full width with no CJK around: ASCII
-            s = _FULL_MARK_BEFORE_NON_CJK.sub(
-                lambda m: m.group(0) if m.start() and _IS_CJK(m.string[m.start() - 1]) else _HALF[m.group(0)], s)
+            s = _FULL_MARK_BEFORE_NON_CJK.sub(self._full_mark, s)
         if "," in s or ":" in s or ";" in s or "?" in s or "!" in s:
             s = _MARK.sub(self._mark, s)
         if "." in s:
@@ -202,10 +212,24 @@ class Normalize(RecordStep):
 
     @staticmethod
     def _mark(m: re.Match) -> str:
+        """An ASCII mark: full width next to CJK, or inside a Chinese sentence (每次20mg,2023年)
+        unless it is part of a number (1,000 and 10:30 stay)."""
         s, (a, b) = m.string, m.span()
         if (a and _IS_CJK(s[a - 1])) or (b < len(s) and _IS_CJK(s[b])):
             return "".join(_FULL[c] for c in m.group(1))
+        if m.group(0) in (",", ":") and a and b < len(s) and s[a - 1].isdigit() and s[b].isdigit():
+            return m.group(0)
+        if _in_chinese(s, a, b):
+            return "".join(_FULL[c] for c in m.group(1))
         return m.group(0)
+
+    @staticmethod
+    def _full_mark(m: re.Match) -> str:
+        """A full-width mark with no CJK right after it: ASCII only outside Chinese sentences."""
+        s, (a, b) = m.string, m.span()
+        if (a and _IS_CJK(s[a - 1])) or _in_chinese(s, a, b):
+            return m.group(0)
+        return _HALF[m.group(0)]
 
     @staticmethod
     def _period(m: re.Match) -> str:

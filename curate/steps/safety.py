@@ -132,6 +132,7 @@ class Safety(RecordStep):
             en = [p for p in self.category if p.isascii()]
             self.zh = re.compile("|".join(sorted(map(re.escape, zh), key=len, reverse=True))) if zh else None
             self.en = re.compile("|".join(sorted(map(re.escape, en), key=len, reverse=True))) if en else None
+            self.en_phrases = en
             allow = list(lex.get("allow") or []) + list(o["allow"] or [])
             self.allow = re.compile("|".join(sorted(map(re.escape, allow), key=len, reverse=True)), re.I) if allow else None
 
@@ -197,11 +198,17 @@ class Safety(RecordStep):
                 return self.category[m.group(0)], m.group(0)
         if self.en is not None:
             low = s.lower()
+            # A substring test per phrase (fast C) before the regex that checks whole words.
+            if not any(p in low for p in self.en_phrases):
+                return self._pattern_match(s)
             for m in self.en.finditer(low):
                 a, b = m.span()
                 if not (a and low[a - 1].isalpha() and low[a - 1].isascii()) and \
                         not (b < len(low) and low[b].isalpha() and low[b].isascii()):
                     return self.category[m.group(0)], m.group(0)
+        return self._pattern_match(s)
+
+    def _pattern_match(self, s: str) -> tuple[str, str] | None:
         for cat, pattern in self.patterns:
             m = pattern.search(s)
             if m:
