@@ -43,7 +43,9 @@ $(LS_STAMP):
 	$(LS_VENV)/bin/python -m pip install -q label-studio==1.23.2
 	@touch $(LS_STAMP)
 
+# A CJK font too, so the labeling page's screenshot shows the Chinese labels (not empty boxes).
 chromium:
-	@test -x /usr/bin/chromium || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+	@test -x /usr/bin/chromium -a -d /usr/share/fonts/truetype/wqy || (apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-zenhei)
 
 review-deps: $(LS_STAMP) chromium

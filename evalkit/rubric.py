@@ -277,9 +277,9 @@ def label_config(rubric: dict) -> str:
         ET.SubElement(item, "Header", value=title, size="5")
         ET.SubElement(item, "Text", name=name, value=field)
     ET.SubElement(item, "Header", value="自动评分（仅供筛查）· Automatic scores (screening only)", size="5")
-    # The scores are the task's prediction (model_version evalkit-auto): LS shows it as a read-only
-    # pre-annotation and sorts the data manager by its score, so reviewers can start from the worst.
     ET.SubElement(item, "Text", name="auto", value="$auto_scores")
+    # The task's prediction (model_version evalkit-auto) carries the screening verdict; its score
+    # sorts the data manager, so reviewers can start from the items screening trusts least.
     ET.SubElement(item, "TextArea", name="auto_scores", toName="answer", editable="false",
                   maxSubmissions="1", rows="1")
     for dim in rubric["dimensions"]:

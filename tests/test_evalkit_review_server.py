@@ -78,7 +78,11 @@ def test_export_annotate_import_report(label_studio, tmp_path, monkeypatch):
     by_item = {t.data["item_id"]: t for t in tasks}
     assert set(by_item) == {i["id"] for i in run_items()}
     pred = by_item["med-003"].predictions[0]
-    assert pred.model_version == "evalkit-auto" and "BLEU 1.7" in pred.result[0]["value"]["text"][0]
+    assert pred.model_version == "evalkit-auto" and "Screening score" in pred.result[0]["value"]["text"][0]
+    assert "BLEU 1.7" in by_item["med-003"].data["auto_scores"]
+    med3 = next(i for i in run_items() if i["id"] == "med-003")    # BLEU/chrF on 0-100, the rest 0-1
+    assert pred.score == pytest.approx((med3["bleu"] / 100 + med3["chrf"] / 100 + med3["rouge1"] + med3["rouge2"]
+                                        + med3["rougeL"] + med3["em"]) / 6, abs=1e-4)
 
     # A rerun adds nothing; a rerun with a smaller sample drops nothing.
     res = runner.invoke(main, ["review", "export", str(run), "--rubric", str(MEDICAL), "--url", label_studio.url,
@@ -235,3 +239,49 @@ def test_5xx_neither_loses_nor_duplicates(label_studio, tmp_path):
     m = export_run(run, MEDICAL, client=LabelStudioClient(label_studio.url, owner_key))
     assert m["project"]["duplicates_removed"] == 1
     assert len(_tasks(sdk, m["project"]["id"])) == 14
+
+
+# Chromium's background services call Google; on a closed network each try is refused (python.md).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def test_labeling_page_renders_the_rubric(label_studio, tmp_path):
+    """Log in through the form as a reviewer would, open an item, see every rubric dimension."""
+    from playwright.sync_api import sync_playwright
+
+    info = json.loads((label_studio.data_dir / "evalkit-template.json").read_text())
+    (owner, owner_key), _ = user_tokens(label_studio)
+    run = write_run(tmp_path / "run")
+    m = export_run(run, MEDICAL, client=LabelStudioClient(label_studio.url, owner_key), title="browser test")
+    pid = m["project"]["id"]
+    sdk = LabelStudio(base_url=label_studio.url, api_key=owner_key)
+    tid = next(t.id for t in _tasks(sdk, pid) if t.data["item_id"] == "med-003")
+    rubric = load_rubric(MEDICAL)
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2200}, locale="zh-CN")
+            page.goto(f"{label_studio.url}/user/login/")
+            page.fill("input[name=email]", owner)
+            page.fill("input[name=password]", info["password"])
+            page.click("button[type=submit]")
+            page.wait_for_url(lambda url: "/user/login" not in url, timeout=60_000)
+            page.goto(f"{label_studio.url}/projects/{pid}/data?tab=1&task={tid}")
+            for dim in rubric["dimensions"]:
+                page.get_by_text(f"{dim['label']['zh']} · {dim['label']['en']}", exact=True).first.wait_for(timeout=90_000)
+            page.get_by_text("乙肝小三阳需要吃药吗？肝功能正常。").first.wait_for()        # the item itself
+            stars = page.locator(".ant-rate, [class*=rating]").count()
+            # every option of a choice dimension is a radio button (choice="single-radio")
+            options = [f"{o['label']['zh']} · {o['label']['en']}" for d in rubric["dimensions"]
+                       if d["type"] == "choice" for o in d["options"]]
+            radios = [page.locator("label", has_text=text).locator("input[type=radio]").count() for text in options]
+            page.wait_for_timeout(1000)                  # let fonts and layout settle for the picture
+            page.screenshot(path=str(artifacts / "review-labeling-page.png"), full_page=True)
+        finally:
+            browser.close()
+    assert stars >= 3                                    # accuracy, completeness, clarity
+    assert len(radios) == 6 and all(n >= 1 for n in radios), radios     # safety 3 + referral 3
+    assert (artifacts / "review-labeling-page.png").stat().st_size > 50_000

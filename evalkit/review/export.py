@@ -116,6 +116,17 @@ def _reference_text(item: dict) -> str:
     return str(ref or "—")
 
 
+def screening_verdict(score: float | None, picked: dict) -> str:
+    """The prediction's text: what screening concluded about the item, in a few words."""
+    flags = []
+    if picked.get("low", 0) >= 2 / 3:
+        flags.append("偏低 low for its task")
+    if picked.get("dispute", 0) >= 0.5:
+        flags.append("指标分歧 metrics disagree")
+    head = f"自动筛查 Screening score {score:.2f}" if score is not None else "自动筛查 Screening"
+    return f"{head} · " + (" · ".join(flags) if flags else "无异常 nothing flagged")
+
+
 def build_task(item: dict, picked: dict) -> dict:
     scores = auto_scores(item)
     data = {"key": item_key(item), "item_id": str(item["id"]), "task": str(item.get("task") or "default"),
@@ -129,7 +140,7 @@ def build_task(item: dict, picked: dict) -> dict:
     if scores:
         task["predictions"] = [{"model_version": MODEL_VERSION, "score": score, "result": [
             {"from_name": "auto_scores", "to_name": "answer", "type": "textarea",
-             "value": {"text": [data["auto_scores"]]}}]}]
+             "value": {"text": [screening_verdict(score, picked)]}}]}]
     return task
 
 
@@ -178,8 +189,8 @@ def export_run(run, rubric_path, *, url: str | None = None, api_key: str | None 
     entries = {e["key"]: e for e in previous.get("items", []) if e["key"] in {item_key(i) for i in items}}
     for p, t in zip(picked, tasks):
         entries.setdefault(t["data"]["key"], {"key": t["data"]["key"], "item_id": t["data"]["item_id"],
-                                              "task": t["data"]["task"], "weight": p["weight"],
-                                              "inclusion": p["inclusion"]})
+                                              "task": t["data"]["task"], "weight": p["weight"], "low": p["low"],
+                                              "dispute": p["dispute"], "inclusion": p["inclusion"]})
     all_tasks = {t["data"]["key"]: t for t in tasks}
     by_key = {item_key(i): i for i in items}
     for key, e in entries.items():
