@@ -344,3 +344,23 @@ def test_quality_defaults_do_not_wreck_real_corpora(shared_data, name, path, map
                 dropped += 1
                 break
     assert 0 < dropped / len(recs) <= most, (name, dropped, len(recs))
+
+
+def test_bad_text_step_options_are_all_listed_before_work(tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"text": "患者持续性胸痛"}\n', encoding="utf-8")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("""inputs: [x.jsonl]
+steps:
+  language: {keep: Chinese, en_share: lots, kana_share: 2}
+  fillers: {roles: [patient], extra: [嗯]}
+  safety: {redact: [phone, passport], categories: [gossip], extra: {violence: 砍人}}
+  quality: {min_answer_chars: ten, max_repeated_ngram_ratio: 1.5, ngram_chars: 0, colour: red}
+""", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(cfg))
+    problems = e.value.problems
+    for expected in ("steps.language.keep", "steps.language.en_share", "kana_share: must be between 0 and 1",
+                     "steps.fillers: roles", "steps.fillers.extra", "passport", "gossip", "extra.violence",
+                     "steps.quality.min_answer_chars", "max_repeated_ngram_ratio: must be between 0 and 1",
+                     "ngram_chars: must be at least 1", "steps.quality.colour: unknown option"):
+        assert any(expected in p for p in problems), (expected, problems)

@@ -117,7 +117,7 @@ class Fillers(RecordStep):
         if p:
             out.append(p)
         extra = options.get("extra") or {}
-        for lang, rules in extra.items():
+        for lang, rules in (extra.items() if isinstance(extra, dict) else []):
             if not isinstance(rules, dict):
                 out.append(f"extra.{lang}: expected a mapping of rule to words")
                 continue

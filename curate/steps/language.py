@@ -32,7 +32,7 @@ import re
 
 from ..schema import all_text
 from ..step import Drop, RecordStep
-from .textutil import HAN, HANGUL, KANA
+from .textutil import HAN, HANGUL, KANA, numbers
 
 _HAN = re.compile(f"[{HAN}]")
 _KANA = re.compile(f"[{KANA}]")
@@ -92,12 +92,12 @@ class Language(RecordStep):
         keep = options.get("keep")
         if not isinstance(keep, list) or not all(isinstance(k, str) and re.fullmatch(r"[a-z]{2,3}", k) for k in keep):
             out.append(f"keep: expected a list of language codes like [zh, en], got {keep!r}")
-        for key in ("kana_share", "en_share"):
-            if not 0 <= options.get(key, 0) <= 1:
-                out.append(f"{key}: must be between 0 and 1")
-        for key in ("min_letters", "max_chars", "detect_chars"):
-            if options.get(key, 1) < 1:
-                out.append(f"{key}: must be at least 1")
+        for key, v in numbers(options, "kana_share", "en_share").items():
+            if not 0 <= v <= 1:
+                out.append(f"{key}: must be between 0 and 1, got {v}")
+        for key, v in numbers(options, "min_letters", "max_chars", "detect_chars").items():
+            if v < 1:
+                out.append(f"{key}: must be at least 1, got {v}")
         return out
 
     def identify(self, text: str, prompt: str | None = None) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 
 from ..step import Drop, RecordStep
+from .textutil import numbers
 
 _NOT_WORD = re.compile(r"[\W_]+")
 _WORD = re.compile(r"[^\W_]+")
@@ -96,15 +97,16 @@ class Quality(RecordStep):
     @classmethod
     def problems(cls, options: dict) -> list[str]:
         out = []
+        n = numbers(options, *cls.defaults)
         for lo, hi in (("min_answer_chars", "max_answer_chars"), ("min_text_chars", "max_text_chars")):
-            if options[lo] < 0 or options[hi] < options[lo]:
-                out.append(f"{lo}/{hi}: need 0 <= {lo} <= {hi}, got {options[lo]} and {options[hi]}")
+            if lo in n and hi in n and (n[lo] < 0 or n[hi] < n[lo]):
+                out.append(f"{lo}/{hi}: need 0 <= {lo} <= {hi}, got {n[lo]} and {n[hi]}")
         for key in ("ngram_chars", "ngram_words"):
-            if options[key] < 1:
-                out.append(f"{key}: must be at least 1")
+            if key in n and n[key] < 1:
+                out.append(f"{key}: must be at least 1, got {n[key]}")
         for key in ("max_repeated_ngram_ratio", "min_text_share", "max_junk_share"):
-            if not 0 <= options[key] <= 1:
-                out.append(f"{key}: must be between 0 and 1, got {options[key]}")
+            if key in n and not 0 <= n[key] <= 1:
+                out.append(f"{key}: must be between 0 and 1, got {n[key]}")
         return out
 
     def judge(self, answers: list[str], prompt: str | None, document: bool) -> Drop | None:

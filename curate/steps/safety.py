@@ -139,7 +139,8 @@ class Safety(RecordStep):
     @classmethod
     def problems(cls, options: dict) -> list[str]:
         out = []
-        bad = set(options.get("redact") or []) - set(PII_KINDS)
+        redact = options.get("redact")
+        bad = set(redact) - set(PII_KINDS) if isinstance(redact, list) else set()
         if bad:
             out.append(f"redact: unknown kinds {sorted(bad)} (known: {', '.join(PII_KINDS)})")
         roles = options.get("roles")
@@ -148,7 +149,7 @@ class Safety(RecordStep):
         p = lexicon_problem(options.get("lexicon"))
         if p:
             out.append(p)
-        extra = options.get("extra") or {}
+        extra = options.get("extra") if isinstance(options.get("extra"), dict) else {}
         for cat, phrases in extra.items():
             if not re.fullmatch(r"[A-Za-z_]\w*", str(cat)):
                 out.append(f"extra.{cat}: a category name must be a word like self_harm")
@@ -157,7 +158,8 @@ class Safety(RecordStep):
         if not p:
             lex = load_lexicon(options.get("lexicon"), "unsafe.yaml")
             known = set(lex.get("categories") or {}) | set(extra)
-            for c in set(options.get("categories") or []) - known:
+            categories = options.get("categories") if isinstance(options.get("categories"), list) else []
+            for c in set(categories) - known:
                 out.append(f"categories: unknown category {c!r} (known: {', '.join(sorted(known))})")
             for cat, entries in (lex.get("categories") or {}).items():
                 for pat in (entries or {}).get("patterns") or []:

@@ -34,6 +34,13 @@ def has_text_doc(rec: dict) -> bool:
     return not rec.get("messages") and isinstance(rec.get("text"), str)
 
 
+def numbers(options: dict, *keys: str) -> dict:
+    """The options among ``keys`` that are numbers (the loader reports the others' types), so
+    a step's ``problems()`` can compare them without crashing on a string."""
+    return {k: options[k] for k in keys
+            if isinstance(options.get(k), (int, float)) and not isinstance(options.get(k), bool)}
+
+
 def load_lexicon(name_or_path: str | None, default_name: str) -> dict:
     """A YAML lexicon: ``name_or_path`` is a file path, or None for the one shipped with sftkit."""
     path = Path(name_or_path) if name_or_path else LEXICON_DIR / default_name
