@@ -32,8 +32,10 @@ LEVEL_OF_MEASUREMENT = {"rating": "ordinal", "number": "interval"}
 TOP_KEYS = {"name", "version", "title", "instructions", "dimensions"}
 DIM_KEYS = {"name", "type", "label", "guidance", "required", "scale", "levels", "options", "min", "max", "step"}
 OPTION_KEYS = {"value", "label", "score"}
-# Names the interface uses for the item itself; a dimension may not take them.
-RESERVED = {"prompt", "answer", "reference", "auto", "auto_scores", "item", "task"}
+# Names the interface and the task data use (Label Studio's JSON_MIN export puts data fields and
+# dimensions side by side in one row); a dimension may not take them, nor start with auto_.
+RESERVED = {"prompt", "answer", "reference", "auto", "auto_scores", "item", "task", "key", "item_id", "prediction",
+            "sample_weight", "id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 LANGS = ("zh", "en")
 
@@ -76,8 +78,9 @@ def _check_dimension(dim, i: int, problems: list[str], seen: set) -> None:
         where = f"dimensions[{i}] ({name})"
     if not isinstance(name, str) or not NAME_RE.match(name):
         problems.append(f"{where}.name: must match [a-z][a-z0-9_]* (at most 40 characters), got {name!r}")
-    elif name in RESERVED:
-        problems.append(f"{where}.name: {name!r} is reserved for the item display ({', '.join(sorted(RESERVED))})")
+    elif name in RESERVED or name.startswith("auto_"):
+        problems.append(f"{where}.name: {name!r} is reserved for the item's own fields "
+                        f"({', '.join(sorted(RESERVED))}, auto_*)")
     elif name in seen:
         problems.append(f"{where}.name: duplicate dimension name {name!r}")
     else:

@@ -46,6 +46,16 @@ def _annotator(completed_by, users: dict) -> str:
     return str(completed_by) if completed_by is not None else "unknown"
 
 
+def _min_value(v, field: str):
+    """JSON_MIN shapes: a rating comes as [{"rating": 4}], a choice as "safe" (or a list), a text as a
+    string, a number as [{"number": 7}] or 7."""
+    if isinstance(v, list) and v and isinstance(v[0], dict):
+        v = v[0]
+    if isinstance(v, dict):
+        v = v.get(field)
+    return v
+
+
 def _min_values(rubric: dict, row: dict) -> dict:
     """A JSON_MIN row's rubric values, converted to the same shapes as parse_result gives."""
     result = []
@@ -54,15 +64,14 @@ def _min_values(rubric: dict, row: dict) -> dict:
         if v is None:
             continue
         if dim["type"] == "rating":
-            v = v.get("rating") if isinstance(v, dict) else v
-            result.append({"from_name": dim["name"], "value": {"rating": v}})
+            result.append({"from_name": dim["name"], "value": {"rating": _min_value(v, "rating")}})
         elif dim["type"] == "number":
-            v = v.get("number") if isinstance(v, dict) else v
-            result.append({"from_name": dim["name"], "value": {"number": v}})
+            result.append({"from_name": dim["name"], "value": {"number": _min_value(v, "number")}})
         elif dim["type"] == "choice":
-            v = v.get("choices") if isinstance(v, dict) else v
+            v = _min_value(v, "choices")
             result.append({"from_name": dim["name"], "value": {"choices": v if isinstance(v, list) else [v]}})
         else:
+            v = _min_value(v, "text")
             result.append({"from_name": dim["name"], "value": {"text": v if isinstance(v, list) else [v]}})
     return parse_result(rubric, result)
 
@@ -84,7 +93,7 @@ def annotation_rows(tasks: list, rubric: dict, users: dict | None = None) -> tup
                              "annotation": ann.get("id"), "annotator": _annotator(ann.get("completed_by"), users),
                              "cancelled": bool(ann.get("was_cancelled")), "updated_at": ann.get("updated_at"),
                              "lead_time": ann.get("lead_time"), "values": parse_result(rubric, ann.get("result"))})
-        else:                                                 # JSON_MIN: one row per annotation
+        elif task.get("annotation_id") is not None:           # JSON_MIN: one row per annotation
             rows.append({"key": task.get("key"), "item_id": task.get("item_id"), "ls_task": task.get("id"),
                          "annotation": task.get("annotation_id"),
                          "annotator": _annotator(task.get("annotator"), users), "cancelled": False,

@@ -6,7 +6,8 @@ score low or disagree about (the items where screening is least trustworthy).
 
 How it works, per task (each task's metrics are ranked among that task's items only):
 
-- every metric score becomes a percentile rank in [0, 1] (ties share their average rank);
+- every metric score becomes a percentile rank in [0, 1] (ties share their average rank); a metric
+  with the same value for every item of the task is left out (it ranks nothing);
 - ``low`` = 1 - the mean of the item's ranks; ``dispute`` = the spread (max - min) of its ranks,
   i.e. how much BLEU, chrF, ROUGE ... disagree about it;
 - weight = 1 + 2·low + 2·dispute, so the worst or most disputed item is up to 5x as likely as the
@@ -66,6 +67,8 @@ def screening_ranks(items: list[dict]) -> list[dict[str, float]]:
             by_metric[m].append((i, v))
     out: list[dict[str, float]] = [{} for _ in items]
     for m, pairs in by_metric.items():
+        if len({v for _, v in pairs}) < 2:
+            continue          # a metric that is the same for every item (EM 0 on long answers) says nothing
         for (i, _), r in zip(pairs, percentile_ranks([v for _, v in pairs])):
             out[i][m] = r
     return out
