@@ -84,7 +84,6 @@ class Language(RecordStep):
     def __init__(self, options=None, ctx=None):
         super().__init__(options, ctx)
         self.keep = set(self.options["keep"])
-        self._detector_factory = None
 
     @classmethod
     def problems(cls, options: dict) -> list[str]:
@@ -162,16 +161,11 @@ class Language(RecordStep):
         return lang
 
     def _langdetect(self, text: str) -> str:
-        from langdetect import DetectorFactory, detector_factory
+        from langdetect import DetectorFactory, detect   # imported here: loading its profiles takes ~0.5 s
         from langdetect.lang_detect_exception import LangDetectException
-        if self._detector_factory is None:
-            DetectorFactory.seed = 0          # langdetect is random unless seeded
-            detector_factory.init_factory()
-            self._detector_factory = detector_factory._factory
+        DetectorFactory.seed = 0          # langdetect samples at random unless seeded
         try:
-            d = self._detector_factory.create()
-            d.append(text)
-            code = d.detect()
+            code = detect(text)
         except LangDetectException:
             return "und"
         return LANGDETECT_MAP.get(code, code)
