@@ -104,7 +104,9 @@ def export(input_path, fmt, out):
 @main.command()
 @click.option("--input", "-i", "inputs", multiple=True, required=True,
               help="Input file, glob or folder (repeatable): raw corpora in any shape `curate run` reads, or curated sets.")
-@click.option("--map", "mapping", help="Columns to schema keys for raw CSV/JSON, e.g. user=ask,assistant=answer.")
+@click.option("--map", "mapping", multiple=True,
+              help="Columns to schema keys for raw CSV/JSON, e.g. user=ask,assistant=answer: once for all inputs, "
+                   "or once per --input in order ('auto' keeps an input's own shape).")
 @click.option("--base", help="Base tokenizer or model folder (default: SmolLM2-135M-Instruct).")
 @click.option("--size", type=int, default=20000, show_default=True, help="Most tokens to add.")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
@@ -126,12 +128,13 @@ def vocab(inputs, mapping, base, size, out, heldout, coverage, min_frequency, ma
     \b
     Example:
       curate vocab --input medical.csv --map user=ask,assistant=answer --size 20000 --out zh-tok/
+      curate vocab -i medical.csv --map user=ask,assistant=answer -i alpaca_zh/ --map auto --out zh-tok/
     """
     from .vocab import VocabError, expand_vocab
     from .vocab.report import DEFAULT_TERMS, summary
     term_list = [t.strip() for t in terms.split(",") if t.strip()] if terms else list(DEFAULT_TERMS)
     try:
-        report = expand_vocab(inputs, out, base=base, size=size, mapping=mapping, heldout=heldout, coverage=coverage,
+        report = expand_vocab(inputs, out, base=base, size=size, mapping=list(mapping) or None, heldout=heldout, coverage=coverage,
                               min_frequency=min_frequency, max_piece_len=max_piece_len, terms=term_list, seed=seed,
                               progress=not no_progress, log=lambda m: click.echo(m, err=True))
     except (VocabError, InputError, ValueError) as e:

@@ -64,7 +64,7 @@ def resize_embeddings(model, tokenizer, *, init: str = "subword_mean", pad_to_mu
         tokens without a recorded decomposition fall back to the mean of all old rows.
       * ``"mean"``: transformers' ``resize_token_embeddings(mean_resizing=True)`` (old mean and
         covariance).
-    A tokenizer no larger than the model leaves it untouched and returns ``[]``.
+    Returns ``[]`` (and leaves the model alone) when the tokenizer adds nothing.
     """
     import torch
     if init not in ("subword_mean", "mean"):
@@ -74,22 +74,29 @@ def resize_embeddings(model, tokenizer, *, init: str = "subword_mean", pad_to_mu
         tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
     old = model.get_input_embeddings().weight.shape[0]
     new = len(tokenizer)
-    if new <= old:
+    pieces = base_pieces(tokenizer)
+    # The report names the new ids; a base whose matrix has spare rows (Qwen pads it to a multiple
+    # of 64) may have new tokens in those rows, below ``old``.
+    new_ids = sorted(set(range(old, new)) | {i for i in pieces if i < max(old, new)})
+    if not new_ids:
         return []
-    pieces = base_pieces(tokenizer) if init == "subword_mean" else {}
-    model.resize_token_embeddings(new, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=True)
-    new_ids = list(range(old, new))
-    if pieces:
-        matrices = [model.get_input_embeddings().weight]
-        head = model.get_output_embeddings()
-        if head is not None and head.weight.data_ptr() != matrices[0].data_ptr():   # untied head
-            matrices.append(head.weight)
-        with torch.no_grad():
-            for w in matrices:
-                for i in new_ids:
-                    ids = [j for j in pieces.get(i, ()) if j < old]
-                    if ids:
-                        w[i] = w[ids].mean(dim=0)
+    if new > old:
+        model.resize_token_embeddings(new, pad_to_multiple_of=pad_to_multiple_of, mean_resizing=True)
+    matrices = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.data_ptr() != matrices[0].data_ptr():   # untied head
+        matrices.append(head.weight)
+    new_set = set(new_ids)
+    with torch.no_grad():
+        for w in matrices:
+            base_rows = [j for j in range(old) if j not in new_set]
+            overall = w[base_rows].mean(dim=0)
+            for i in new_ids:
+                ids = [j for j in pieces.get(i, ()) if j < old and j not in new_set] if init == "subword_mean" else []
+                if ids:
+                    w[i] = w[ids].mean(dim=0)
+                elif i < old:   # a spare row resize did not touch
+                    w[i] = overall
     model.config.vocab_size = model.get_input_embeddings().weight.shape[0]
     return new_ids
 
