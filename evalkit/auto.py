@@ -44,7 +44,7 @@ SHORT_REFERENCE_CHARS = 32   # EM/contains are computed by default when referenc
 
 DEFAULTS = {"data": None, "predictions": None, "model": None, "adapter": None, "out": "evalkit-out",
             "metrics": None, "gates": [], "bleu_tokenize": None, "rouge_tokenizer": "cjk", "lowercase": False,
-            "bootstrap": 1000, "seed": 0, "limit": None, "choice_mode": "generate", "cache": None,
+            "bootstrap": 1000, "seed": 0, "limit": None, "choice_mode": "generate", "cache": None, "threads": None,
             "generation": dict(GENERATION_DEFAULTS), "progress": True}
 
 _GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:@([^<>=!]+?))?\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$")
@@ -276,9 +276,8 @@ def _model_outputs(items: list[dict], cfg: dict, log) -> dict:
     """Predictions for every item from the model (cached), and option log-likelihoods in loglik mode."""
     from trainplug.models import cache_dir
     from .generate import GenerationCache, PrefixScorer, generate, load_model, render_prompt
-    t = time.time()
-    lm = load_model(cfg["model"], cfg["adapter"])
-    info = {**lm.fingerprint, "params": cfg["generation"], "load_seconds": round(time.time() - t, 2)}
+    lm = load_model(cfg["model"], cfg["adapter"], cfg["threads"])
+    info = {**lm.fingerprint, "params": cfg["generation"]}
     cache_path = None if cfg["cache"] == "off" else Path(cfg["cache"] or cache_dir() / "evalkit" / "generations.sqlite")
     cache = GenerationCache(cache_path)
     try:

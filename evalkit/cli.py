@@ -51,10 +51,11 @@ def _load_yaml(path: str | None) -> dict:
 @click.option("--temperature", type=float, help="0 = greedy (default).")
 @click.option("--no-chat-template", is_flag=True, default=None, help="Feed the raw prompt, not the chat template.")
 @click.option("--cache", help="Generation cache file (default: $SFTKIT_CACHE/evalkit/generations.sqlite), or 'off'.")
+@click.option("--threads", type=int, help="CPU threads for the model (default: torch's; 1 helps on a busy machine).")
 @click.option("--no-progress", is_flag=True, default=None, help="No progress bars.")
 def auto(config, data, predictions, model, adapter, out, metrics, gates, bleu_tokenize, rouge_tokenizer, lowercase,
          choice_mode, bootstrap, seed, limit, max_new_tokens, batch_size, temperature, no_chat_template, cache,
-         no_progress):
+         threads, no_progress):
     """Generate (or read) predictions and score them: BLEU, chrF, ROUGE-1/2/L, choice accuracy, EM.
 
     \b
@@ -72,7 +73,7 @@ def auto(config, data, predictions, model, adapter, out, metrics, gates, bleu_to
              "metrics": [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
              "gates": list(gates) or None, "bleu_tokenize": bleu_tokenize, "rouge_tokenizer": rouge_tokenizer,
              "lowercase": lowercase, "choice_mode": choice_mode, "bootstrap": bootstrap, "seed": seed,
-             "limit": limit, "cache": cache, "progress": False if no_progress else None}
+             "limit": limit, "cache": cache, "threads": threads, "progress": False if no_progress else None}
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if isinstance(gen, dict):
         gen.update({k: v for k, v in {"max_new_tokens": max_new_tokens, "batch_size": batch_size,

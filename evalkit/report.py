@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+import unicodedata
 from collections import Counter
 
 LABELS = {"bleu": "BLEU", "chrf": "chrF", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
@@ -19,6 +20,14 @@ def _fmt(v, scale=1.0) -> str:
     return f"{v:.2f}" if scale > 1 else f"{v:.4f}"
 
 
+def _width(s: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+
+def _rjust(s: str, n: int) -> str:
+    return " " * max(0, n - _width(s)) + s
+
+
 def format_table(summary: dict) -> str:
     """Metric, score, 95% interval and n; then each metric's per-task scores."""
     lines = [f"{'metric':<16}{'score':>10}  {'95% CI':<21}{'n':>7}"]
@@ -28,10 +37,11 @@ def format_table(summary: dict) -> str:
     tasks = sorted({t for e in summary.values() for t in e["tasks"]})
     if len(tasks) > 1:
         lines.append("")
-        lines.append("per task: " + "  ".join(f"{t}" for t in tasks))
+        widths = [max(_width(t), 7) for t in tasks]
+        lines.append(f"{'per task':<18}" + "  ".join(_rjust(t, w) for t, w in zip(tasks, widths)))
         for name, e in summary.items():
-            cells = [_fmt(e["tasks"][t]["score"], e["scale"]) if t in e["tasks"] else "—" for t in tasks]
-            lines.append(f"  {name:<14}" + "  ".join(f"{c:>{max(len(t), 7)}}" for c, t in zip(cells, tasks)))
+            cells = [_fmt(e["tasks"][t]["score"], e["scale"]) if t in e["tasks"] else "-" for t in tasks]
+            lines.append(f"  {name:<16}" + "  ".join(_rjust(c, w) for c, w in zip(cells, widths)))
     return "\n".join(lines)
 
 
@@ -43,7 +53,7 @@ def _task_bars(name: str, e: dict) -> str:
     """Horizontal bars per task with the 95% interval as a whisker."""
     tasks = list(e["tasks"].items())
     scale = e["scale"]
-    w, row, left = 560, 26, 170
+    w, row, left = 520, 26, 170
     h = row * len(tasks) + 24
     parts = [f'<svg width="{w}" height="{h}" role="img" aria-label="{_esc(LABELS.get(name, name))} per task">']
     x = lambda v: left + (w - left - 60) * max(0.0, min(1.0, (v or 0) / scale))   # noqa: E731
@@ -53,7 +63,8 @@ def _task_bars(name: str, e: dict) -> str:
         parts.append(f'<rect x="{left}" y="{y}" width="{x(t["score"]) - left:.1f}" height="16" class="bar"/>')
         if t.get("ci_low") is not None:
             parts.append(f'<line x1="{x(t["ci_low"]):.1f}" x2="{x(t["ci_high"]):.1f}" y1="{y + 8}" y2="{y + 8}" class="ci"/>')
-        parts.append(f'<text x="{x(t["score"]) + 4:.1f}" y="{y + 13}" class="val">{_fmt(t["score"], scale)}</text>')
+        end = max(x(t["score"]), x(t["ci_high"]) if t.get("ci_high") is not None else 0)
+        parts.append(f'<text x="{end + 4:.1f}" y="{y + 13}" class="val">{_fmt(t["score"], scale)}</text>')
     parts.append(f'<line x1="{left}" x2="{left}" y1="4" y2="{h - 12}" class="axis"/></svg>')
     return "".join(parts)
 
