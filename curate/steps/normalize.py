@@ -91,7 +91,7 @@ def _in_chinese(s: str, a: int, b: int) -> bool:
 def _lead(prefixes: list[str]) -> re.Pattern:
     """``### Name:`` / ``Name:`` / ``Name：`` at the very start of a message."""
     alt = "|".join(sorted(map(re.escape, prefixes), key=len, reverse=True))
-    return re.compile(rf"^\s*(?:#{{1,4}} *(?:{alt}) *[:：]? *\n?|(?:{alt}) *[:：] *)\s*", re.I)
+    return re.compile(rf"^\s*(?:#{{1,4}} *(?:{alt}) *(?:[:：] *\n?|\n)|(?:{alt}) *[:：] *)\s*", re.I)
 
 
 class Normalize(RecordStep):
