@@ -88,6 +88,8 @@ def test_scaffolding_stripped_and_template_applied_once():
     # An answer letter is content, not scaffolding; an untemplated task gets the default.
     mcq = Normalize().process(qa("问：青霉素属于哪类药？A. 抗生素 B. 降压药", "答案：A", task="考试"))
     assert [m["content"] for m in mcq["messages"]] == ["青霉素属于哪类药？A. 抗生素 B. 降压药", "答案：A"]
+    heading = Normalize().process(qa("## 问题分析\n头疼的原因有哪些？", "多为紧张性头痛。"))
+    assert heading["messages"][0]["content"] == "## 问题分析\n头疼的原因有哪些？"   # a heading, not scaffolding
     chat = Normalize().process(qa("<|im_start|>user\n头疼怎么办<|im_end|>", "多休息"))
     assert chat["messages"][0]["content"] == "头疼怎么办"
 
