@@ -208,3 +208,31 @@ def test_bad_input_is_refused_clearly(tmp_path, monkeypatch):
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     res = CliRunner().invoke(main, ["review", "export", str(run), "--rubric", str(MEDICAL), "--url", "http://127.0.0.1:9"])
     assert res.exit_code == 1 and "LABEL_STUDIO_API_KEY" in res.output
+
+
+def test_review_of_a_real_evalkit_auto_run(tmp_path):
+    """The run folder as `evalkit auto --predictions` really writes it, reviewed and reported."""
+    preds = tmp_path / "preds.jsonl"
+    with open(preds, "w", encoding="utf-8") as f:
+        for it in run_items():
+            row = {k: it[k] for k in ("id", "task", "prompt", "prediction", "reference")}
+            if "answer" in it:
+                row.update(answer=it["answer"], choices=["A", "B", "C", "D"])
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["auto", "--predictions", str(preds), "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    auto_html = (run / "report.html").read_text()
+    _export(run)
+    tasks = {t["data"]["item_id"]: t for t in json.loads((run / "review" / "tasks.json").read_text())}
+    assert "Extracted A" in tasks["cmmlu-003"]["data"]["auto_scores"] and tasks["cmmlu-003"]["data"]["auto_correct"] == 0
+    assert tasks["med-003"]["data"]["auto_bleu"] == pytest.approx(run_items()[2]["bleu"], abs=0.01)
+    (tmp_path / "export.json").write_text(json.dumps(_ls_export(run), ensure_ascii=False))
+    assert CliRunner().invoke(main, ["review", "import", str(run), "--file", str(tmp_path / "export.json")]).exit_code == 0
+    res = CliRunner().invoke(main, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((run / "report.json").read_text())
+    assert report["auto"]["summary"]["bleu"]["signature"].startswith("bleu|")
+    assert report["human"]["accuracy"]["n"] == 6 and report["correlation_n"]["chrf"]["accuracy"] == 6
+    assert (run / "report_auto.html").read_text() == auto_html
+    assert "tok:zh" in (run / "report.html").read_text()          # the automatic signatures are shown

@@ -161,8 +161,11 @@ class LabelStudioClient:
             project = self.call("create project", self.sdk.projects.create, title=title,
                                 label_config=label_config, before_retry=created_meanwhile, **settings)
             return (project or self.find_project(title)), "created"
-        if (project.label_config or "").strip() != label_config.strip():
-            project = self.call("update the labeling interface", self.sdk.projects.update, id=project.id,
+        interface_changed = (project.label_config or "").strip() != label_config.strip()
+        overlap_changed = "maximum_annotations" in settings and \
+            project.maximum_annotations != settings["maximum_annotations"]
+        if interface_changed or overlap_changed:
+            project = self.call("update the project", self.sdk.projects.update, id=project.id,
                                 label_config=label_config, **settings)
             return project, "updated"
         return project, "unchanged"
@@ -187,10 +190,11 @@ class LabelStudioClient:
         return out
 
     def import_tasks(self, project_id: int, tasks: list[dict], *, batch_size: int = 500,
-                     progress: Callable[[int], None] | None = None) -> int:
-        """Import tasks the project lacks (by ``data.key``), in batches.  Safe to rerun, and safe when
-        a batch fails after the server stored it: the retry sends only keys still missing."""
-        have = set(self.tasks_by_key(project_id))
+                     have: set | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Import tasks the project lacks (by ``data.key``; ``have``: the keys it holds, if known), in
+        batches.  Safe to rerun, and safe when a batch fails after the server stored it: the retry
+        sends only keys still missing."""
+        have = set(self.tasks_by_key(project_id)) if have is None else have
         todo = [t for t in tasks if t["data"]["key"] not in have]
         sent = 0
         for start in range(0, len(todo), batch_size):
@@ -218,8 +222,9 @@ class LabelStudioClient:
         A duplicate (a key on two tasks, e.g. a retried import the server had finished) is removed,
         keeping the copy that has annotations, else the oldest."""
         wanted = {t["data"]["key"] for t in tasks}
-        before = set(self.tasks_by_key(project_id)) & wanted
-        self.import_tasks(project_id, tasks, **kw)
+        present = set(self.tasks_by_key(project_id))
+        before = present & wanted
+        self.import_tasks(project_id, tasks, have=present, **kw)
         after = self.tasks_by_key(project_id)
         removed = 0
         for key in wanted:

@@ -30,7 +30,7 @@ MODEL_VERSION = "evalkit-auto"
 # sacrebleu reports BLEU and chrF on 0-100; everything else is already a 0-1 score.
 PERCENT_METRICS = {"bleu", "chrf"}
 METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2",
-                 "rougeL": "ROUGE-L", "em": "EM", "correct": "选择题正确 Correct"}
+                 "rougeL": "ROUGE-L", "em": "EM", "contains": "Contains", "correct": "选择题正确 Correct"}
 
 
 def tool_versions() -> dict:
@@ -101,7 +101,7 @@ def format_scores(item: dict) -> str:
     for m, v in auto_scores(item).items():
         label = METRIC_LABELS.get(m, m)
         parts.append(f"{label} {v:.1f}" if m in PERCENT_METRICS else
-                     f"{label} {int(v)}" if m in ("em", "correct") else f"{label} {v:.3f}")
+                     f"{label} {int(v)}" if m in ("em", "contains", "correct") else f"{label} {v:.3f}")
     if "extracted" in item:
         parts.append(f"抽取答案 Extracted {item.get('extracted') or '—'}")
     return " · ".join(parts) or "—"

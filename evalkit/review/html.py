@@ -143,9 +143,17 @@ small {{ color: #666; }}
         out.append("</table>")
 
     summary = (report.get("auto") or {}).get("summary")
-    if summary:
-        out.append("<h2>自动评测摘要 · Automatic summary (summary.json)</h2>"
-                   f"<pre>{_e(json.dumps(summary, ensure_ascii=False, indent=1)[:4000])}</pre>")
+    if isinstance(summary, dict):
+        out.append("<h2>自动评测摘要 · Automatic summary (summary.json, all items of the run)</h2><table>"
+                   "<tr><th>metric</th><th>score</th><th>95% CI</th><th>n</th><th>reviewed items' mean</th>"
+                   "<th>signature</th></tr>")
+        reviewed = report["auto"].get("reviewed_mean", {})
+        for m, v in summary.items():
+            if isinstance(v, dict) and "score" in v:
+                ci = f"[{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]" if v.get("ci_low") is not None else "—"
+                out.append(f"<tr><td>{_e(m)}</td><td>{_num(v['score'])}</td><td>{ci}</td><td>{_e(v.get('n', ''))}</td>"
+                           f"<td>{_num(reviewed.get(m))}</td><td><small>{_e(v.get('signature', ''))}</small></td></tr>")
+        out.append("</table>")
 
     metrics = sorted({m for r in report["items"] for m in r["auto"]})
     out.append("<h2>逐条对照 · Every reviewed item, side by side</h2><table><tr><th>id</th><th>task</th>"

@@ -26,7 +26,7 @@ import hashlib
 import math
 from collections import defaultdict
 
-AUTO_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "em", "correct")
+AUTO_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "em", "contains", "correct")
 
 
 def auto_scores(item: dict) -> dict[str, float]:
