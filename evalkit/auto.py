@@ -120,7 +120,7 @@ def config_problems(cfg: dict) -> list[str]:
     return problems
 
 
-def _versions() -> dict:
+def versions() -> dict:
     out = {"python": platform.python_version(), "evalkit": __version__}
     for pkg in ("sacrebleu", "rouge-score", "numpy", "torch", "transformers", "peft"):
         try:
@@ -235,8 +235,6 @@ def _item_row(it: dict) -> dict:
 
 def run_auto(cfg: dict, log=print) -> dict:
     """Run `evalkit auto` with a full config (see DEFAULTS); returns {summary, gates, out, manifest}."""
-    from curate.writing import write_json, write_jsonl, write_text
-    from .report import render_html
     cfg = {**DEFAULTS, **{k: v for k, v in cfg.items() if v is not None}}
     cfg["generation"] = {**GENERATION_DEFAULTS, **(cfg.get("generation") or {})}
     from curate.config import ConfigError
@@ -251,7 +249,7 @@ def run_auto(cfg: dict, log=print) -> dict:
     for it in items:
         it["scores"], it["stats"] = {}, {}
     metric_names = cfg["metrics"] or default_metrics(items)
-    manifest = {"command": "evalkit auto", "argv": sys.argv[1:], "config": cfg, "versions": _versions(),
+    manifest = {"command": "evalkit auto", "argv": sys.argv[1:], "config": cfg, "versions": versions(),
                 "seed": cfg["seed"], "data": {"path": str(source), "sha256": _sha256(source), "items": len(items)},
                 "metrics": metric_names}
     if cfg["data"]:
@@ -263,13 +261,23 @@ def run_auto(cfg: dict, log=print) -> dict:
     gate_results = check_gates(gates, summary)
     manifest.update({"gates": gate_results, "seconds": {"load_and_generate": round(t1 - t0, 3),
                                                          "score": round(t2 - t1, 3)}})
+    rows = write_run_folder(out, items, summary, manifest, f"evalkit auto: {Path(source).name}", gate_results)
+    return {"summary": summary, "gates": gate_results, "out": out, "manifest": manifest, "items": rows}
+
+
+def write_run_folder(out: Path, items: list[dict], summary: dict, manifest: dict, title: str,
+                     gates: list[dict] | None = None, extra: dict | None = None) -> list[dict]:
+    """items.jsonl, summary.json, report.html, manifest.json (and ``extra`` name -> JSON), atomically."""
+    from curate.writing import write_json, write_jsonl, write_text
+    from .report import render_html
     rows = [_item_row(it) for it in items]
     write_jsonl(out / "items.jsonl", rows)
     write_json(out / "summary.json", summary)
-    write_text(out / "report.html", render_html(summary, rows, title=f"evalkit auto: {Path(source).name}",
-                                                gates=gate_results))
+    for name, obj in (extra or {}).items():
+        write_json(out / name, obj)
+    write_text(out / "report.html", render_html(summary, rows, title=title, gates=gates))
     write_json(out / "manifest.json", manifest)
-    return {"summary": summary, "gates": gate_results, "out": out, "manifest": manifest, "items": rows}
+    return rows
 
 
 def _model_outputs(items: list[dict], cfg: dict, log) -> dict:

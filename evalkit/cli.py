@@ -94,6 +94,53 @@ def auto(config, data, predictions, model, adapter, out, metrics, gates, bleu_to
         sys.exit(1)
 
 
+@main.command()
+@click.option("--data-dir", required=True, envvar="EVALKIT_CMMLU_DIR", type=click.Path(exists=True, file_okay=False),
+              help="CMMLU-format folder with dev/ and test/ SUBJECT.csv files (or $EVALKIT_CMMLU_DIR).")
+@click.option("--model", help="Model folder or 'smollm2' (the bundled SmolLM2-135M-Instruct).")
+@click.option("--adapter", help="PEFT adapter folder to load on top of --model.")
+@click.option("--subjects", help="Comma-separated subjects, or 'medical' (default: every subject in test/).")
+@click.option("--mode", type=click.Choice(["loglik", "generate"]), default="loglik", show_default=True,
+              help="Rank option letters by log-likelihood, or generate and extract the letter.")
+@click.option("--shots", type=click.IntRange(0, 5), default=5, show_default=True, help="Examples from dev/ per prompt.")
+@click.option("--limit", type=int, help="Only the first N test questions per subject.")
+@click.option("--max-new-tokens", type=int, default=16, show_default=True, help="Generate mode: answer length limit.")
+@click.option("--out", "-o", default="evalkit-cmmlu", show_default=True, help="Run folder.")
+@click.option("--threads", type=int, help="CPU threads for the model (1 helps on a busy machine).")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples for intervals.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def cmmlu(data_dir, model, adapter, subjects, mode, shots, limit, max_new_tokens, out, threads, bootstrap, seed,
+          no_progress):
+    """Multiple-choice accuracy on CMMLU-format folders, k-shot from dev/, with a letter check.
+
+    \b
+    Example:
+      evalkit cmmlu --data-dir data/cmmlu --model smollm2 --subjects medical --mode loglik --shots 5
+    """
+    from .cmmlu import MEDICAL, CmmluError, run_cmmlu
+    from .report import format_table
+    names = None
+    if subjects:
+        names = [n for s in subjects.split(",") for n in (MEDICAL if s.strip() == "medical" else [s.strip()]) if n]
+        if subjects.strip() == "medical":
+            from .cmmlu import list_subjects
+            names = [n for n in names if n in set(list_subjects(data_dir))]
+    cfg = {"data_dir": data_dir, "subjects": names, "model": model, "adapter": adapter, "mode": mode, "shots": shots,
+           "limit": limit, "max_new_tokens": max_new_tokens, "out": out, "threads": threads, "bootstrap": bootstrap,
+           "seed": seed, "progress": not no_progress}
+    try:
+        result = run_cmmlu(cfg, log=lambda m: click.echo(m, err=True))
+    except (CmmluError, FileNotFoundError) as e:
+        raise click.ClickException(str(e))
+    click.echo(format_table(result["summary"]))
+    c = result["check"]["all"]
+    click.echo(f"letters: gold {c['gold_letters']}  predicted {c['predicted_letters']}")
+    click.echo(f"accuracy {c['accuracy']:.4f} vs {c['chance_accuracy_given_letters']:.4f} expected by chance "
+               f"given these letter distributions (binomial p = {c['p_value_vs_chance']:.3g})")
+    click.echo(f"results in {result['out']}/ (items.jsonl, summary.json, cmmlu.json, report.html, manifest.json)")
+
+
 # Expert review (issue 7): review export|import, report, rubric validate|xml.
 from .review.commands import register as _register_review  # noqa: E402
 

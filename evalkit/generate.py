@@ -178,6 +178,13 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _crop_to(cache, length: int) -> None:
+    """Drop cached positions past ``length`` (a negative count works on every transformers version)."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)
+
+
 class PrefixScorer:
     """Log-probabilities of continuations after ``prefix + context``, with the shared prefix (the
     few-shot examples) run through the model once and its key/value cache reused per question.
@@ -206,7 +213,7 @@ class PrefixScorer:
             self.cache_hits += 1
             with torch.inference_mode():
                 out = self.lm.model(torch.tensor([ids[n:]]), past_key_values=self._cache, use_cache=True)
-            self._cache.crop(n)
+            _crop_to(self._cache, n)
             return torch.cat([self._last_logits[None], out.logits[0]], 0), n - 1   # logits from position n-1
         self.cache_misses += 1
         with torch.inference_mode():
@@ -257,6 +264,6 @@ class PrefixScorer:
                 out = model(torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
                 past = out.past_key_values
         if use_cache:
-            self._cache.crop(n)
+            _crop_to(self._cache, n)
         text = tok.decode(new, skip_special_tokens=True)
         return text.split(stop)[0] if stop else text
