@@ -1,7 +1,12 @@
-"""Stage 4: clusters and who stays.  Connected components over the verified edges, then one
-keeper per cluster by the keep policy; every other member is dropped as a duplicate *of the
-keeper*.  A cluster never loses all its members, and records from an earlier curated set (the
-persisted index) are always the keepers of their clusters, since they are already published.
+"""Stage 4: clusters and who stays.
+
+Exact copies first: of a group of records with the same normalized text, the best by the keep
+policy stays.  Then near-duplicates, over the verified edges: records are visited best first;
+a record nobody has claimed is kept, and claims its still-unclaimed neighbours, which are
+dropped as duplicates *of it*.  So every dropped record is directly similar (verified, at least
+the threshold) to the record named in its ``duplicate_of``, and a chain a~b~c never removes c
+because of a.  A cluster never loses all its members, and records from an earlier curated set
+(the persisted index) are never dropped and are visited first, since they are already published.
 
 Keep policies (ties always go to the record seen first):
   ``longest``  the longest answer (or document)
@@ -39,24 +44,46 @@ def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return label
 
 
-def keepers(label: np.ndarray, prior: np.ndarray, length: np.ndarray, quality: np.ndarray,
-            policy: str) -> np.ndarray:
-    """The kept node of each node's component (itself for singletons)."""
-    n = len(label)
-    order_key = [np.arange(n)]                                  # last key: first seen wins ties
+def priority_order(prior: np.ndarray, length: np.ndarray, quality: np.ndarray, policy: str) -> np.ndarray:
+    """Node indices best first: earlier-published, then the policy, then first seen."""
+    n = len(prior)
+    order_key = [np.arange(n)]
     if policy in ("longest", "quality"):
         order_key.append(-length)
     if policy == "quality":
         order_key.append(-np.nan_to_num(quality, nan=-np.inf))
-    order_key.append(~prior)                                    # published records first
-    order_key.append(label)
-    order = np.lexsort(order_key)
-    first_of = np.empty(n, dtype=np.int64)
-    lab_sorted = label[order]
-    starts = np.concatenate(([True], lab_sorted[1:] != lab_sorted[:-1]))
-    best = order[starts]
-    first_of[lab_sorted[starts]] = best
-    return first_of[label]
+    order_key.append(~prior)
+    return np.lexsort(order_key)
+
+
+def claim(n: int, a: np.ndarray, b: np.ndarray, sim: np.ndarray, order: np.ndarray, prior: np.ndarray):
+    """Greedy: visit nodes in ``order``; an unclaimed node is kept and claims its unclaimed,
+    not-prior neighbours.  Returns (claimed_by, similarity): -1 for kept nodes."""
+    claimed_by = np.full(n, -1, dtype=np.int64)
+    claim_sim = np.zeros(n, dtype=np.float32)
+    if len(a) == 0:
+        return claimed_by, claim_sim
+    src = np.concatenate((a, b))
+    dst = np.concatenate((b, a))
+    ss = np.concatenate((sim, sim))
+    by_src = np.argsort(src, kind="stable")
+    src, dst, ss = src[by_src], dst[by_src], ss[by_src]
+    start = np.searchsorted(src, np.arange(n + 1))
+    has_edges = np.diff(start) > 0
+    visit = order[has_edges[order]].tolist()
+    start_l, dst_l, ss_l, prior_l = start.tolist(), dst.tolist(), ss.tolist(), prior.tolist()
+    claimed = claimed_by.tolist()
+    done = [False] * n
+    for v in visit:
+        if claimed[v] != -1:
+            continue
+        done[v] = True                                  # kept
+        for e in range(start_l[v], start_l[v + 1]):
+            w = dst_l[e]
+            if not done[w] and claimed[w] == -1 and not prior_l[w]:
+                claimed[w] = v
+                claim_sim[w] = ss_l[e]
+    return np.array(claimed, dtype=np.int64), claim_sim
 
 
 def size_histogram(label: np.ndarray) -> dict[str, int]:

@@ -7,6 +7,8 @@
 
 Memory stays bounded: batches stream through the workers and only ids, 64-bit hashes and band
 keys come back; shingle sets wait on disk under ``work_dir`` until a candidate pair needs them.
+The near-duplicate similarity reported for a dropped record is the exact Jaccard with the record
+it names in ``duplicate_of`` (min over fields for SFT records), never a chained estimate.
 
     >>> import polars as pl, tempfile
     >>> frame = pl.DataFrame({"id": ["a", "b", "c"], "text": ["今天天气真好，我们去公园散步吧。",
@@ -31,7 +33,7 @@ from tqdm import tqdm
 
 from . import index as index_store
 from .candidates import candidate_pairs
-from .clusters import components, keepers, size_histogram
+from .clusters import claim, components, priority_order, size_histogram
 from .sketch import DOC, SFT, Settings, sketch_batch
 from .verify import pair_similarity
 
@@ -76,7 +78,7 @@ class _Runner:
 
 
 class Engine:
-    def __init__(self, settings: Settings, work_dir: str | Path, *, workers: int = 2, keep: str = "longest",
+    def __init__(self, settings: Settings, work_dir: str | Path, *, workers: int = 2, keep: str = "first",
                  index: str | None = None, progress: bool = False, examples: int = 5):
         self.s, self.work_dir, self.workers = settings, Path(work_dir), max(1, workers)
         self.keep, self.index, self.progress, self.examples = keep, index, progress, examples
@@ -110,18 +112,22 @@ class Engine:
                 "prefixes": prefixes}
 
     # -- 3 verify ---------------------------------------------------------------------------
-    def _similarity(self, runner, all_: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _similarity(self, runner, all_: dict, a: np.ndarray, b: np.ndarray, check: bool = True):
+        """Exact similarity of pairs (a[i], b[i]) and whether the passage check splits them."""
         if len(a) == 0:
-            return np.zeros(0, np.float32)
+            return np.zeros(0, np.float32), np.zeros(0, bool)
         order = np.argsort(all_["batch"][a], kind="stable")          # locality in the spill files
         n_f = np.where(all_["kind"][a[order]] == SFT, self.n_fields, 1)
         loc = lambda x: np.stack((all_["batch"][x], all_["row"][x]), axis=1)
         chunks = np.array_split(np.arange(len(order)), max(1, 4 * self.workers))
-        items = ((all_["prefixes"], n_f[c], loc(a[order[c]]), loc(b[order[c]])) for c in chunks if len(c))
-        sims = np.concatenate(list(runner.imap(pair_similarity, items, in_flight=len(chunks))))
-        out = np.empty(len(a), np.float32)
-        out[order] = sims
-        return out
+        passage = self.s.passage if check else 0
+        items = ((all_["prefixes"], n_f[c], loc(a[order[c]]), loc(b[order[c]]), self.s.threshold, passage)
+                 for c in chunks if len(c))
+        got = list(runner.imap(pair_similarity, items, in_flight=len(chunks)))
+        sims, split = np.empty(len(a), np.float32), np.empty(len(a), bool)
+        sims[order] = np.concatenate([g[0] for g in got])
+        split[order] = np.concatenate([g[1] for g in got])
+        return sims, split
 
     def run(self, frames: Iterable[pl.DataFrame]) -> Result:
         t0 = time.time()
@@ -169,13 +175,14 @@ class Engine:
         n = len(all_["ids"])
         exact = all_["exact"]
         # exact copies: every member of a run of equal hashes points at the run's first record
-        order = np.argsort(exact, kind="stable")
-        ex_sorted = exact[order]
+        by_hash = np.argsort(exact, kind="stable")
+        ex_sorted = exact[by_hash]
         run_start = np.concatenate(([True], ex_sorted[1:] != ex_sorted[:-1]))
-        rep = order[np.maximum.accumulate(np.where(run_start, np.arange(n), 0))] if n else order
-        is_rep = np.zeros(n, bool)
-        is_rep[order[run_start]] = True
-        ex_a, ex_b = rep[~run_start], order[~run_start]
+        rep_sorted = by_hash[np.maximum.accumulate(np.where(run_start, np.arange(n), 0))] if n else by_hash
+        rep = np.empty(n, dtype=np.int64)
+        rep[by_hash] = rep_sorted
+        is_rep = rep == np.arange(n)
+        ex_a, ex_b = rep_sorted[~run_start], by_hash[~run_start]
         # near: candidates among distinct texts, within one kind, never two earlier-kept records
         pairs = []
         for kind in (DOC, SFT):
@@ -187,28 +194,38 @@ class Engine:
         pairs = pairs[~(all_["prior"][pairs[:, 0]] & all_["prior"][pairs[:, 1]])]
         times["candidates"] = time.time() - t
         t = time.time()
-        sims = self._similarity(runner, all_, pairs[:, 0], pairs[:, 1])
-        ok = sims >= self.s.threshold
+        sims, split = self._similarity(runner, all_, pairs[:, 0], pairs[:, 1])
+        ok = (sims >= self.s.threshold) & ~split
         times["verify"] = time.time() - t
         t = time.time()
-        label = components(n, np.concatenate((ex_a, pairs[ok, 0])), np.concatenate((ex_b, pairs[ok, 1])))
-        keeper = keepers(label, all_["prior"], all_["length"], all_["quality"], self.keep)
-        gone = np.flatnonzero((keeper != np.arange(n)) & ~all_["prior"])
-        is_exact = exact[gone] == exact[keeper[gone]]
-        sim = np.ones(len(gone), np.float32)
-        near = gone[~is_exact]
-        sim[~is_exact] = self._similarity(runner, all_, near, keeper[near])
+        prior = all_["prior"]
+        order = priority_order(prior, all_["length"], all_["quality"], self.keep)
+        # exact groups: the best member (by the policy) stands for the group
+        best_of = np.empty(n, dtype=np.int64)
+        best_of[rep[order[::-1]]] = order[::-1]
+        best = best_of[rep]
+        group_prior = np.zeros(n, bool)
+        np.logical_or.at(group_prior, rep, prior)
+        node_prior = prior | group_prior[rep]
+        # near: greedy claims over verified edges between the groups' best members
+        claimed_by, claim_sim = claim(n, best[pairs[ok, 0]], best[pairs[ok, 1]], sims[ok], order, node_prior)
+        owner = np.where(claimed_by[best] >= 0, claimed_by[best], best)   # the kept record
+        gone = np.flatnonzero((owner != np.arange(n)) & ~prior)
+        is_exact = owner[gone] == best[gone]
+        sim = np.where(is_exact, 1.0, claim_sim[best[gone]]).astype(np.float32)
         ids = all_["ids"]
-        drops = [Removal(ids[g], "duplicate:exact" if e else "duplicate:near", ids[keeper[g]], round(float(s), 4))
+        drops = [Removal(ids[g], "duplicate:exact" if e else "duplicate:near", ids[owner[g]], round(float(s), 4))
                  for g, e, s in zip(gone.tolist(), is_exact.tolist(), sim.tolist())]
+        label = components(n, np.concatenate((ex_a, pairs[ok, 0])), np.concatenate((ex_b, pairs[ok, 1])))
         times["clusters"] = time.time() - t
-        report = self._report(all_, label, keeper, gone, is_exact, sim, len(pairs), int(ok.sum()), n_prior)
+        report = self._report(all_, owner, label, gone, is_exact, sim, len(pairs), int(ok.sum()), n_prior)
+        report["rejected_by_passage_check"] = int(split.sum())
         return Result(drops, report)
 
     # -- report -----------------------------------------------------------------------------
-    def _report(self, all_, label, keeper, gone, is_exact, sim, n_cand, n_ok, n_prior) -> dict:
+    def _report(self, all_, owner, label, gone, is_exact, sim, n_cand, n_ok, n_prior) -> dict:
         new = ~all_["prior"]
-        labels, sizes = np.unique(label[new], return_counts=True)
+        labels, sizes = np.unique(owner[new], return_counts=True)
         s = self.s
         rep = {
             "settings": {**s.signature(), "keep": self.keep, "lsh_doc": list(s.lsh(DOC)), "lsh_sft": list(s.lsh(SFT)),
@@ -216,23 +233,24 @@ class Engine:
             "records": int(new.sum()), "kept": int(new.sum() - len(gone)),
             "removed": {"exact": int(is_exact.sum()), "near": int((~is_exact).sum())},
             "candidate_pairs": int(n_cand), "verified_pairs": int(n_ok), "rejected_by_verification": int(n_cand - n_ok),
-            "cluster_sizes": size_histogram(label[new]),
+            "cluster_sizes": size_histogram(owner[new]),        # a kept record and what was dropped for it
+            "component_sizes": size_histogram(label[new]),      # connected by verified edges
             "near_similarity": _sim_histogram(sim[~is_exact]),
             "largest_clusters": [],
         }
         top = labels[np.argsort(-sizes, kind="stable")][: self.examples]
         top = [lab for lab in top if sizes[labels == lab][0] > 1]
         if top:
-            rep["largest_clusters"] = self._examples(all_, label, keeper, gone, sim, top)
+            rep["largest_clusters"] = self._examples(all_, owner, gone, sim, top)
         return rep
 
-    def _examples(self, all_, label, keeper, gone, sim, top) -> list[dict]:
+    def _examples(self, all_, owner, gone, sim, top) -> list[dict]:
         sim_of = dict(zip(gone.tolist(), sim.tolist()))
         wanted = {}
         clusters = []
-        for lab in top:
-            members = np.flatnonzero(label == lab)
-            k = int(keeper[members[0]])
+        for k in top:
+            members = np.flatnonzero(owner == k)
+            k = int(k)
             shown = [int(m) for m in members if m != k][:3]
             clusters.append((k, len(members), shown))
             for m in [k, *shown]:

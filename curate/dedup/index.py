@@ -96,7 +96,7 @@ def append(index_dir: str | Path, signature: dict, new: dict, kept: np.ndarray, 
     tmp.mkdir(parents=True)
     for b, prefix in enumerate(new["prefixes"]):
         for f in range(n_fields):
-            for what in ("vals", "off"):
+            for what in ("vals", "valsoff", "seq", "seqoff"):
                 _link_or_copy(f"{prefix}.f{f}.{what}.npy", tmp / f"b{b:05d}.f{f}.{what}.npy")
         _link_or_copy(f"{prefix}.preview.parquet", tmp / f"b{b:05d}.preview.parquet")
     np.save(tmp / "keys.npy", new["keys"])

@@ -161,7 +161,7 @@ def _codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return cps, offsets
 
 
-def shingle_batch(normalized: list[str], n_cjk: int, n_word: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def shingle_batch(normalized: list[str], n_cjk: int, n_word: int):
     """Shingle hashes of every (normalized) text, equal to ``shingle_hash`` over
     ``shingles(tokens(t))``, and each text's ``exact_hash``.  Returns ``(hashes uint32, offsets
     int64 of len(texts)+1, exact uint64)``: text i's shingles are ``hashes[offsets[i]:offsets[i+1]]``
@@ -198,18 +198,26 @@ def shingle_batch(normalized: list[str], n_cjk: int, n_word: int) -> tuple[np.nd
     has = n_tok > 0
     if has.any():
         exact[has] = np.add.reduceat(seq, tok_off[:-1][has])
-    # windows of n tokens (a document shorter than n is one window of all its tokens)
     n = np.where(2 * n_cjk_tok >= n_tok, n_cjk, n_word).astype(np.int64)
+    hv, win_off = _windows(tok_h, tok_off, n)
+    return hv, win_off, exact
+
+
+def _windows(tok_h: np.ndarray, tok_off: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every window of n[d] tokens of document d (a document shorter than n is one
+    window of all its tokens), and each document's window offsets."""
+    n_docs = len(tok_off) - 1
+    n_tok = np.diff(tok_off)
     win_len = np.minimum(n, n_tok)
-    n_win = np.where(has, n_tok - win_len + 1, 0)
+    n_win = np.where(n_tok > 0, n_tok - win_len + 1, 0)
     win_off = np.zeros(n_docs + 1, dtype=np.int64)
     np.cumsum(n_win, out=win_off[1:])
     win_doc = np.repeat(np.arange(n_docs), n_win)
     win_start = tok_off[win_doc] + (np.arange(win_off[-1]) - win_off[win_doc])
     lens = win_len[win_doc]
-    padded = np.concatenate((tok_h, np.zeros(int(max(n_cjk, n_word)), np.uint64)))
+    padded = np.concatenate((tok_h, np.zeros(int(n.max()) if n.size else 0, np.uint64)))
     acc = padded[win_start] * _WINDOW_MULT_NP[0]
     for k in range(1, int(lens.max()) if lens.size else 0):
         term = padded[win_start + k] * _WINDOW_MULT_NP[k]
         acc += term if (lens > k).all() else np.where(lens > k, term, np.uint64(0))
-    return (mix64(acc) & np.uint64(0xFFFFFFFF)).astype(np.uint32), win_off, exact
+    return (mix64(acc) & np.uint64(0xFFFFFFFF)).astype(np.uint32), win_off

@@ -1,7 +1,8 @@
 """Stage 1 of near-dedup, run in worker processes over batches: records -> compared fields ->
-normalized text -> exact hash, shingle sets and MinHash band keys.  The shingle sets are spilled
-to ``<prefix>.f<field>.{vals,off}.npy`` (needed again only to verify candidates, and kept in the
-persisted index); what comes back to the main process is small: ids, hashes, band keys.
+normalized text -> exact hash, shingle sets and MinHash band keys.  The sorted shingle sets and
+the shingle sequences in text order are spilled to ``<prefix>.f<field>.{vals,valsoff,seq,seqoff}.npy``
+(needed again only to verify candidates, and kept in the persisted index); what comes back to
+the main process is small: ids, hashes, band keys.
 
 Which text is compared:
 
@@ -23,24 +24,28 @@ from .shingles import MASK64, mix64, normalize, shingle_batch
 from .signatures import band_keys, lsh_params, minhash_batch, permutations
 
 DOC, SFT = 0, 1
+LSH_MARGIN = 0.1
 FIELD_VIEWS = {"prompt": prompt_text, "answer": answer_text, "all": all_text}
 
 
 @dataclass(frozen=True)
 class Settings:
-    threshold: float = 0.5
+    threshold: float = 0.55
     num_perm: int = 128
     seed: int = 1
     n_cjk: int = 3
     n_word: int = 1
     sft_fields: tuple[str, ...] = ("prompt", "answer")
     quality_key: str = "quality"
+    passage: int = 9        # shingles in a row: a text's own passage (0: no check)
 
     def lsh(self, kind: int) -> tuple[int, int]:
-        """Bands and rows.  For k fields banded together a band matches with probability about
-        prod(J_f ** rows), so the S-curve is centred on threshold ** k."""
+        """Bands and rows: datasketch's optimum for a threshold LSH_MARGIN below ours, since a
+        false candidate only costs one exact check but a missed pair is never seen again.  For
+        k fields banded together a band matches with probability about prod(J_f ** rows), so
+        the S-curve is centred on that threshold ** k."""
         k = 1 if kind == DOC else len(self.sft_fields)
-        return lsh_params(round(self.threshold ** k, 6), self.num_perm)
+        return lsh_params(round(max(0.05, self.threshold - LSH_MARGIN) ** k, 6), self.num_perm)
 
     @property
     def width(self) -> int:
@@ -93,7 +98,9 @@ def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
         exact += mix64(ex + np.uint64(((f + 1) * 0x9E3779B97F4A7C15) & MASK64))
         vals, soff = _sorted_sets(hv, off)
         np.save(f"{prefix}.f{f}.vals.npy", vals)
-        np.save(f"{prefix}.f{f}.off.npy", soff)
+        np.save(f"{prefix}.f{f}.valsoff.npy", soff)
+        np.save(f"{prefix}.f{f}.seq.npy", hv)            # in text order, for the passage check
+        np.save(f"{prefix}.f{f}.seqoff.npy", off)
         sigs.append(minhash_batch(hv, off, perms))
         nonempty |= np.diff(off) > 0
     exact = mix64(exact + kind.astype(np.uint64))

@@ -4,12 +4,14 @@ duplicates, clustered, one record kept per cluster, every other one rejected wit
 
 Options (``steps: dedup:`` in the YAML config):
 
-    threshold: 0.5     Jaccard similarity of shingle sets at which two texts are near-duplicates
+    threshold: 0.55    Jaccard similarity of shingle sets at which two texts are near-duplicates
     fields: auto       SFT records: "prompt,answer" (both must be near-duplicates), or e.g. "answer",
                        "all" (the whole dialogue); plain documents always compare their whole text
-    keep: longest      which record of a cluster stays: longest | quality | first
+    keep: first        which record of a cluster stays: first | longest | quality
     quality_key: quality   meta key read by keep: quality
     n_cjk: 3, n_word: 1    shingle sizes: CJK characters, words of space-separated text
+    passage: 9         not duplicates when *both* texts have a passage of their own this long
+                       (in shingles; 0 switches the check off); see verify.py
     num_perm: 128, seed: 1  MinHash permutations (datasketch-compatible)
     index: ""          a folder: deduplicate against every set curated with this index before,
                        then add this run's kept records to it (incremental dedup)
@@ -38,15 +40,16 @@ def parse_fields(value) -> tuple[str, ...]:
 
 class Dedup(TableStep):
     name = "dedup"
-    defaults = {"threshold": 0.5, "fields": "auto", "keep": "longest", "quality_key": "quality",
-                "n_cjk": 3, "n_word": 1, "num_perm": 128, "seed": 1, "index": "",
+    defaults = {"threshold": 0.55, "fields": "auto", "keep": "first", "quality_key": "quality",
+                "n_cjk": 3, "n_word": 1, "passage": 9, "num_perm": 128, "seed": 1, "index": "",
                 "batch_size": 20000, "workers": 0}
 
     @classmethod
     def settings(cls, options: dict) -> Settings:
         o = {**cls.defaults, **options}
         return Settings(threshold=float(o["threshold"]), num_perm=int(o["num_perm"]), seed=int(o["seed"]),
-                        n_cjk=int(o["n_cjk"]), n_word=int(o["n_word"]), sft_fields=parse_fields(o["fields"]),
+                        n_cjk=int(o["n_cjk"]), n_word=int(o["n_word"]), passage=int(o["passage"]),
+                        sft_fields=parse_fields(o["fields"]),
                         quality_key=str(o["quality_key"]))
 
     @classmethod
