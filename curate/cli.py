@@ -51,9 +51,9 @@ def run(config, inputs, mapping, out, only, skip, seed, workers, output_format, 
 @main.command()
 @click.option("--input", "-i", "inputs", multiple=True, required=True, help="Input file, glob or folder (repeatable).")
 @click.option("--out", "-o", required=True, help="Output folder.")
-@click.option("--threshold", type=float, help="Jaccard similarity for near-duplicates (default 0.5).")
+@click.option("--threshold", type=float, help="Jaccard similarity for near-duplicates (default 0.55).")
 @click.option("--fields", help="SFT records: fields that must all be near-duplicates (default prompt,answer).")
-@click.option("--keep", type=click.Choice(["longest", "quality", "first"]), help="Who stays in a cluster (default longest).")
+@click.option("--keep", type=click.Choice(["first", "longest", "quality"]), help="Who stays in a cluster (default first).")
 @click.option("--index", "index_dir", help="Index folder: dedup against earlier runs' kept records, then add this run's.")
 @click.option("--map", "mapping", help="Columns to schema keys, as for `curate run`.")
 @click.option("--workers", type=int, help="Worker processes (default: all cores).")
@@ -63,7 +63,7 @@ def dedup(inputs, out, threshold, fields, keep, index_dir, mapping, workers, no_
 
     \b
     Example:
-      curate dedup --input corpus.jsonl --out deduped/ --threshold 0.5
+      curate dedup --input corpus.jsonl --out deduped/ --threshold 0.55
     """
     from .pipeline import run as run_pipeline
     opts = {k: v for k, v in (("threshold", threshold), ("fields", fields), ("keep", keep), ("index", index_dir),
