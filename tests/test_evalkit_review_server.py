@@ -194,6 +194,7 @@ def test_connection_refused_retries_then_says_so(tmp_path):
     assert res.exit_code == 1
     assert f"http://127.0.0.1:{port} did not answer" in res.output and "after 3 attempts" in res.output
     assert "ConnectError" in res.output and "Traceback" not in res.output
+    assert "retry 1/2 in 0.5 s" in res.output and "retry 2/2 in 1.0 s" in res.output    # backoff doubles
     assert key not in res.output and key not in _files_text(run)
     # the offline files were written before the server was needed: nothing is lost
     assert len(json.loads((run / "review" / "tasks.json").read_text())) == 3

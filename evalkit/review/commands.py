@@ -11,10 +11,17 @@ API_KEY_HELP = ("Label Studio API key: a legacy token or a personal access token
                 "prefer the variable, a command-line value is visible in the process list).")
 
 
+class _EchoHandler(logging.Handler):
+    """Log lines (retries) to the current stderr, looked up at each line, not at setup."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
 def _log_to_stderr() -> None:
     log = logging.getLogger("evalkit.review")
-    if not log.handlers:
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _EchoHandler) for h in log.handlers):
+        handler = _EchoHandler()
         handler.setFormatter(logging.Formatter("evalkit: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

@@ -146,18 +146,18 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
 def mean_ci(values: Sequence[float], *, weights: Sequence[float] | None = None, resamples: int = 2000,
             seed: int = 0, level: float = 0.95) -> tuple[float | None, float | None, float | None]:
     """(mean, low, high): the (optionally weighted) mean and its percentile bootstrap interval,
-    resampling the values given (one per item, so annotators of the same item move together)."""
-    x = np.array([v for v in values if not _is_missing(v)], dtype=float)
-    if len(x) == 0:
+    resampling the values given (one per item, so annotators of the same item move together).
+    The resampling is evalkit auto's (evalkit.stats.bootstrap_ci), so human and automatic
+    intervals are computed the same way."""
+    from ..stats import bootstrap_ci
+    keep = [i for i, v in enumerate(values) if not _is_missing(v)]
+    if not keep:
         return None, None, None
-    w = np.ones(len(x)) if weights is None else np.array(
-        [wt for v, wt in zip(values, weights) if not _is_missing(v)], dtype=float)
+    x = np.array([values[i] for i in keep], dtype=float)
+    w = np.ones(len(x)) if weights is None else np.array([weights[i] for i in keep], dtype=float)
     mean = float((x * w).sum() / w.sum())
     if len(x) == 1:
         return mean, None, None
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(resamples, len(x)))
-    boot = (x[idx] * w[idx]).sum(axis=1) / w[idx].sum(axis=1)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
-    return mean, float(low), float(high)
+    low, high = bootstrap_ci(np.column_stack([x * w, w]), lambda sums, n: sums[0] / sums[1],
+                             n_resamples=resamples, seed=seed, level=level)
+    return mean, low, high
