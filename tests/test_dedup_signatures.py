@@ -1,0 +1,148 @@
+"""Near-dedup building blocks: shingles right for Chinese, English and mixed text; vectorized
+signatures equal to datasketch's; LeanMinHash / MinHashLSH interplay; estimate vs exact Jaccard."""
+from __future__ import annotations
+
+import random
+from itertools import combinations
+
+import numpy as np
+import pytest
+from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+from curate.dedup.candidates import candidate_pairs
+from curate.dedup.clusters import components
+from curate.dedup.shingles import exact_hash, normalize, shingle_batch, shingle_hash, shingles, tokens
+from curate.dedup.signatures import band_keys, lean_minhash, lsh_params, minhash_batch, permutations
+from curate.dedup.verify import jaccard, novel_run
+
+BASE_ZH = ("患者持续性胸痛，心电图ST段抬高，建议立即行冠状动脉造影检查。平时注意低盐低脂饮食，戒烟限酒，"
+           "每日3次，每次10mg，按时服药。如果出现胸闷、气短加重，请及时到医院就诊，不要自行停药。")
+BASE_EN = ("Regular exercise improves cardiovascular health, lowers blood pressure and helps control weight. "
+           "Adults should aim for at least 150 minutes of moderate activity every week, spread over several days.")
+MIXED = "我用Python 3.11写了一个脚本，调用OpenAI的API处理CSV文件，速度提升了10倍。"
+ODD = ["", "。。。！", "a", "你", "𠀀𠀁𠀂 x😀y", "한국어 텍스트입니다", "カタカナとひらがな", "snake_case and ＣＡＭＥＬ"]
+
+
+def edited(text: str, rate: float, rng: random.Random) -> str:
+    chars = list(text)
+    pool = list(set(BASE_ZH + BASE_EN))
+    for _ in range(max(1, int(len(chars) * rate))):
+        i = rng.randrange(len(chars))
+        op = rng.random()
+        if op < 0.4:
+            chars[i] = rng.choice(pool)
+        elif op < 0.7:
+            chars.insert(i, rng.choice(pool))
+        else:
+            del chars[i]
+    return "".join(chars)
+
+
+def test_normalization_makes_width_case_and_spacing_vanish():
+    a = normalize(["今天天气真好，我们去公园吧！Hello World"])[0]
+    b = normalize(["今天天气真好,我们去公园吧!  ｈｅｌｌｏ　ｗｏｒｌｄ"])[0]
+    assert tokens(a) == tokens(b) == ["今", "天", "天", "气", "真", "好", "我", "们", "去", "公", "园", "吧",
+                                      "hello", "world"]
+    assert exact_hash(tokens(a)) == exact_hash(tokens(b))
+
+
+def test_script_aware_tokens_and_shingle_size():
+    toks = tokens(normalize([MIXED])[0])
+    assert toks[:5] == ["我", "用", "python", "3", "11"]          # words stay whole, 汉字 one by one
+    assert shingles(tokens("你好世界"), 3, 1) == [("你", "好", "世"), ("好", "世", "界")]
+    assert shingles(tokens("hello big world"), 3, 2) == [("hello", "big"), ("big", "world")]  # word n for English
+    assert shingles(tokens("短"), 3, 1) == [("短",)]                 # shorter than n: one shingle
+
+
+def test_vectorized_shingles_equal_the_reference():
+    texts = normalize([BASE_ZH, BASE_EN, MIXED, *ODD, edited(BASE_ZH, 0.05, random.Random(1))])
+    for n_cjk, n_word in ((3, 1), (5, 2), (2, 3)):
+        hv, off, ex = shingle_batch(texts, n_cjk, n_word)
+        for i, t in enumerate(texts):
+            toks = tokens(t)
+            assert hv[off[i]:off[i + 1]].tolist() == [shingle_hash(s) for s in shingles(toks, n_cjk, n_word)], t
+            assert int(ex[i]) == exact_hash(toks)
+
+
+@pytest.mark.parametrize("num_perm,seed", [(128, 1), (64, 7)])
+def test_signatures_equal_datasketch_minhash(num_perm, seed):
+    rng = random.Random(seed)
+    texts = normalize([BASE_ZH, BASE_EN, MIXED, *ODD] + [edited(BASE_ZH, 0.03, rng) for _ in range(5)])
+    hv, off, _ = shingle_batch(texts, 3, 1)
+    sig = minhash_batch(hv, off, permutations(num_perm, seed))
+    for i, t in enumerate(texts):
+        m = MinHash(num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
+        m.update_batch(shingles(tokens(t), 3, 1))
+        assert m.hashvalues.dtype == sig.dtype
+        np.testing.assert_array_equal(m.hashvalues, sig[i])
+        lean = lean_minhash(sig[i], seed)
+        assert lean == LeanMinHash(m)                       # same seed, scheme and values
+
+
+def _corpus(n_bases=40, copies=3, seed=0):
+    rng = random.Random(seed)
+    sents = [s for s in (BASE_ZH + BASE_EN).replace("。", "。|").replace(". ", ". |").split("|") if len(s) > 5]
+    docs = []
+    for _ in range(n_bases):
+        base = "".join(rng.sample(sents, 3)) + str(rng.random())
+        docs.append(base)
+        docs += [edited(base, 0.02, rng) for _ in range(rng.randint(0, copies))]
+    return normalize(docs)
+
+
+def test_lean_minhash_and_minhashlsh_find_what_our_bands_find():
+    texts = _corpus()
+    hv, off, _ = shingle_batch(texts, 3, 1)
+    sig = minhash_batch(hv, off, permutations(128, 1))
+    b, r = lsh_params(0.5, 128)
+    lsh = MinHashLSH(threshold=0.5, num_perm=128)
+    assert (lsh.b, lsh.r) == (b, r)                           # bands and rows as datasketch chooses them
+    for i in range(len(texts)):
+        lsh.insert(str(i), lean_minhash(sig[i], 1))
+    theirs = set()
+    for i in range(len(texts)):
+        theirs |= {tuple(sorted((i, int(j)))) for j in lsh.query(lean_minhash(sig[i], 1)) if int(j) != i}
+    ours = set(map(tuple, candidate_pairs(band_keys([sig], b, r)).tolist()))
+    # every pair we propose, MinHashLSH proposes too; where a bucket is big we give a star plus a
+    # chain instead of every pair, which connects exactly the same records
+    assert ours <= theirs and len(ours) > 20
+    n = len(texts)
+    as_array = lambda s: np.array(sorted(s), dtype=np.int64).reshape(-1, 2)
+    np.testing.assert_array_equal(components(n, *as_array(ours).T), components(n, *as_array(theirs).T))
+
+
+def test_jaccard_estimate_agrees_with_exact_within_minhash_error():
+    rng = random.Random(3)
+    num_perm = 128
+    bases = [BASE_ZH, BASE_EN, BASE_ZH + BASE_EN]
+    pairs = [(b, edited(b, rate, rng)) for b in bases for rate in (0.005, 0.02, 0.05, 0.1, 0.2, 0.4)]
+    texts = normalize([t for p in pairs for t in p])
+    hv, off, _ = shingle_batch(texts, 3, 1)
+    sig = minhash_batch(hv, off, permutations(num_perm, 1))
+    errors, sigmas = [], []
+    for k in range(len(pairs)):
+        a, b = 2 * k, 2 * k + 1
+        exact = jaccard(np.unique(hv[off[a]:off[a + 1]]), np.unique(hv[off[b]:off[b + 1]]))
+        est = lean_minhash(sig[a], 1).jaccard(lean_minhash(sig[b], 1))
+        sigma = (exact * (1 - exact) / num_perm) ** 0.5
+        assert abs(est - exact) <= 4 * sigma + 1 / num_perm, (exact, est)
+        errors.append(abs(est - exact))
+        sigmas.append(sigma)
+    assert min(e for e in [jaccard(np.unique(hv[off[0]:off[1]]), np.unique(hv[off[1]:off[2]]))]) > 0.9
+    assert np.mean(errors) <= 1.5 * np.mean(sigmas) + 1 / num_perm   # the error is MinHash's, not more
+
+
+def test_candidate_pairs_cap_big_buckets_linearly():
+    keys = np.zeros((1000, 4), dtype=np.uint64)                 # one giant bucket in every band
+    pairs = candidate_pairs(keys)
+    assert len(pairs) < 2 * 1000                                # star + chain, not 499,500 pairs
+    small = np.array([[1], [1], [1], [2]], dtype=np.uint64)
+    assert sorted(map(tuple, candidate_pairs(small).tolist())) == list(combinations(range(3), 2))
+
+
+def test_novel_run_finds_contiguous_passages_not_scattered_edits():
+    other = np.arange(100, dtype=np.uint32)
+    scattered = np.array([1, 2, 900, 4, 5, 901, 902, 8], dtype=np.uint32)
+    passage = np.array([1, 2, 900, 901, 902, 903, 904, 8], dtype=np.uint32)
+    assert novel_run(scattered, other) == 2
+    assert novel_run(passage, other) == 5
