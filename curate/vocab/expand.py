@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..reading import InputError, expand_inputs
-from ..writing import write_json, write_text
+from ..writing import atomic_path, write_json, write_text
 from .bytelevel import expand_bytelevel, is_bytelevel
 from .corpus import read_corpus
 from .report import DEFAULT_TERMS, measure, summary
@@ -160,6 +160,8 @@ def expand_vocab(inputs: Iterable[str], out: str | os.PathLike, *, base: str | N
             (stage / "tokenizer.model").write_bytes(res.proto)
             AutoTokenizer.from_pretrained(str(stage)).save_pretrained(str(tmp))   # transformers converts the proto
             shutil.rmtree(stage)
+            with atomic_path(tmp / "tokenizer.model") as t:   # the merged proto itself, for sentencepiece users
+                t.write_bytes(res.proto)
             staged = AutoTokenizer.from_pretrained(str(tmp))
             base_size = res.base_size
             new_tokens = [{"id": staged.convert_tokens_to_ids(p), "token": p,

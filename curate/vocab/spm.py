@@ -39,13 +39,14 @@ def train_domain_spm(texts: list[str], pieces: int, *, coverage: float = 0.9995,
     keep = set(covered_chars(char_counts(texts), coverage))
     model = io.BytesIO()
     words = list(_words(texts, keep))
+    spm.set_random_generator_seed(seed)   # input sampling and shuffling
     alphabet = len(set("".join(words)))
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(words), model_writer=model, model_type=model_type,
         vocab_size=alphabet + pieces + 3, character_coverage=1.0,   # coverage applied above (rare chars cut runs)
         add_dummy_prefix=False, split_by_whitespace=False, split_by_unicode_script=False,
         split_digits=False, max_sentencepiece_length=max_piece_len, byte_fallback=False,
-        hard_vocab_limit=False, random_seed=seed, num_threads=2, minloglevel=2,
+        hard_vocab_limit=False, num_threads=2, minloglevel=2,
         input_sentence_size=2_000_000, shuffle_input_sentence=True, train_extremely_large_corpus=False)
     return model.getvalue()
 
