@@ -3,6 +3,7 @@ signatures equal to datasketch's; LeanMinHash / MinHashLSH interplay; estimate v
 from __future__ import annotations
 
 import random
+import unicodedata
 from itertools import combinations
 
 import numpy as np
@@ -11,7 +12,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from curate.dedup.candidates import candidate_pairs
 from curate.dedup.clusters import components
-from curate.dedup.shingles import exact_hash, normalize, shingle_batch, shingle_hash, shingles, tokens
+from curate.dedup.shingles import exact_hash, normalize, normalize_text, shingle_batch, shingle_hash, shingles, tokens
 from curate.dedup.signatures import band_keys, lean_minhash, lsh_params, minhash_batch, permutations
 from curate.dedup.verify import jaccard, novel_run
 
@@ -38,6 +39,12 @@ def edited(text: str, rate: float, rng: random.Random) -> str:
     return "".join(chars)
 
 
+def test_table_normalization_equals_nfkc_and_lower_case():
+    samples = [BASE_ZH, BASE_EN, MIXED, *ODD, "Ｈｅｌｌｏ　ＷＯＲＬＤ！①②③ ﬁ ㎏ ｶﾀｶﾅ Café e\u0301 İstanbul ẞ 한국 가"]
+    for t in samples:
+        assert normalize_text(t) == unicodedata.normalize("NFKC", t).lower()
+
+
 def test_normalization_makes_width_case_and_spacing_vanish():
     a = normalize(["今天天气真好，我们去公园吧！Hello World"])[0]
     b = normalize(["今天天气真好,我们去公园吧!  ｈｅｌｌｏ　ｗｏｒｌｄ"])[0]
@@ -55,11 +62,11 @@ def test_script_aware_tokens_and_shingle_size():
 
 
 def test_vectorized_shingles_equal_the_reference():
-    texts = normalize([BASE_ZH, BASE_EN, MIXED, *ODD, edited(BASE_ZH, 0.05, random.Random(1))])
+    texts = [BASE_ZH, BASE_EN, MIXED, *ODD, edited(BASE_ZH, 0.05, random.Random(1)), "Café ﬁne ①② e\u0301 한글 ᄀ"]
     for n_cjk, n_word in ((3, 1), (5, 2), (2, 3)):
         hv, off, ex = shingle_batch(texts, n_cjk, n_word)
         for i, t in enumerate(texts):
-            toks = tokens(t)
+            toks = tokens(normalize_text(t))
             assert hv[off[i]:off[i + 1]].tolist() == [shingle_hash(s) for s in shingles(toks, n_cjk, n_word)], t
             assert int(ex[i]) == exact_hash(toks)
 
@@ -67,12 +74,12 @@ def test_vectorized_shingles_equal_the_reference():
 @pytest.mark.parametrize("num_perm,seed", [(128, 1), (64, 7)])
 def test_signatures_equal_datasketch_minhash(num_perm, seed):
     rng = random.Random(seed)
-    texts = normalize([BASE_ZH, BASE_EN, MIXED, *ODD] + [edited(BASE_ZH, 0.03, rng) for _ in range(5)])
+    texts = [BASE_ZH, BASE_EN, MIXED, *ODD] + [edited(BASE_ZH, 0.03, rng) for _ in range(5)]
     hv, off, _ = shingle_batch(texts, 3, 1)
     sig = minhash_batch(hv, off, permutations(num_perm, seed))
     for i, t in enumerate(texts):
         m = MinHash(num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
-        m.update_batch(shingles(tokens(t), 3, 1))
+        m.update_batch(shingles(tokens(normalize_text(t)), 3, 1))
         assert m.hashvalues.dtype == sig.dtype
         np.testing.assert_array_equal(m.hashvalues, sig[i])
         lean = lean_minhash(sig[i], seed)
@@ -87,7 +94,7 @@ def _corpus(n_bases=40, copies=3, seed=0):
         base = "".join(rng.sample(sents, 3)) + str(rng.random())
         docs.append(base)
         docs += [edited(base, 0.02, rng) for _ in range(rng.randint(0, copies))]
-    return normalize(docs)
+    return docs
 
 
 def test_lean_minhash_and_minhashlsh_find_what_our_bands_find():
@@ -116,7 +123,7 @@ def test_jaccard_estimate_agrees_with_exact_within_minhash_error():
     num_perm = 128
     bases = [BASE_ZH, BASE_EN, BASE_ZH + BASE_EN]
     pairs = [(b, edited(b, rate, rng)) for b in bases for rate in (0.005, 0.02, 0.05, 0.1, 0.2, 0.4)]
-    texts = normalize([t for p in pairs for t in p])
+    texts = [t for p in pairs for t in p]
     hv, off, _ = shingle_batch(texts, 3, 1)
     sig = minhash_batch(hv, off, permutations(num_perm, 1))
     errors, sigmas = [], []

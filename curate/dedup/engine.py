@@ -35,7 +35,7 @@ from . import index as index_store
 from .candidates import candidate_pairs
 from .clusters import claim, components, priority_order, size_histogram
 from .sketch import DOC, SFT, Settings, sketch_batch
-from .verify import pair_similarity
+from .verify import forget_open_files, pair_similarity
 
 
 class Removal(NamedTuple):
@@ -132,6 +132,7 @@ class Engine:
     def run(self, frames: Iterable[pl.DataFrame]) -> Result:
         t0 = time.time()
         times = {}
+        forget_open_files()                    # spill files of an earlier run in this process
         runner = _Runner(self.workers)
         try:
             new = self._sketch(runner, frames)

@@ -52,10 +52,51 @@ def mix64(x):
     return x ^ (x >> np.uint64(31))
 
 
+JAMO = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))   # compose into syllables
+
+
+@lru_cache(maxsize=1)
+def _fold_table() -> tuple[np.ndarray, np.ndarray]:
+    """For every Basic Multilingual Plane character: what NFKC then lower case make of it, when
+    that is one character which cannot combine with its neighbours; the others are marked slow
+    (a text containing one goes through ``unicodedata`` whole)."""
+    fold = np.arange(0x10000, dtype=np.uint32)
+    slow = np.zeros(0x10000, dtype=bool)
+    for i in range(0x10000):
+        c = chr(i)
+        if 0xD800 <= i <= 0xDFFF:
+            continue
+        t = unicodedata.normalize("NFKC", c).lower()
+        d = unicodedata.normalize("NFD", c)
+        if (len(t) != 1 or unicodedata.combining(c) or unicodedata.combining(t) or unicodedata.combining(d[0])
+                or any(lo <= i <= hi for lo, hi in JAMO)):
+            slow[i] = True
+        else:
+            fold[i] = ord(t)
+    return fold, slow
+
+
+def _is_slow(ch: str) -> bool:
+    cp = ord(ch)
+    if cp < 0x10000:
+        return bool(_fold_table()[1][cp])
+    return unicodedata.normalize("NFKC", ch).lower() != ch
+
+
+def _fold(ch: str) -> str:
+    cp = ord(ch)
+    return chr(_fold_table()[0][cp]) if cp < 0x10000 else ch
+
+
 def normalize_text(text: str) -> str:
-    """NFKC (full-width -> half-width, compatibility forms) and lower case.  Punctuation,
-    symbols, whitespace and control characters are separators (see ``char_classes``)."""
-    return unicodedata.normalize("NFKC", text or "").lower()
+    """NFKC (full-width -> half-width, compatibility forms) and lower case, character by
+    character through a table (a text with a character that composes with its neighbours goes
+    through ``unicodedata.normalize`` whole first).  Punctuation, symbols, whitespace and control
+    characters are separators (see ``char_classes``)."""
+    text = text or ""
+    if any(_is_slow(c) for c in text):
+        text = unicodedata.normalize("NFKC", text).lower()
+    return "".join(_fold(c) for c in text)
 
 
 def normalize(texts) -> list[str]:
@@ -161,13 +202,33 @@ def _codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return cps, offsets
 
 
-def shingle_batch(normalized: list[str], n_cjk: int, n_word: int):
-    """Shingle hashes of every (normalized) text, equal to ``shingle_hash`` over
-    ``shingles(tokens(t))``, and each text's ``exact_hash``.  Returns ``(hashes uint32, offsets
+def _folded_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``_codepoints`` of ``normalize_text`` of every text, mostly by table lookups."""
+    cps, off = _codepoints(texts)
+    fold, slow = _fold_table()
+    bmp = np.minimum(cps, 0xFFFF)
+    slow_char = slow[bmp]
+    astral = cps > 0xFFFF
+    if astral.any():
+        for cp in np.unique(cps[astral]).tolist():
+            if _is_slow(chr(cp)):
+                slow_char |= cps == cp
+    if slow_char.any():
+        texts = list(texts)
+        for d in np.unique(np.searchsorted(off, np.flatnonzero(slow_char), side="right") - 1).tolist():
+            texts[d] = unicodedata.normalize("NFKC", texts[d]).lower()
+        cps, off = _codepoints(texts)
+        bmp = np.minimum(cps, 0xFFFF)
+    return np.where(cps > 0xFFFF, cps, fold[bmp]), off
+
+
+def shingle_batch(texts: list[str], n_cjk: int, n_word: int):
+    """Shingle hashes of every text, equal to ``shingle_hash`` over
+    ``shingles(tokens(normalize_text(t)))``, and each text's ``exact_hash``.  Returns ``(hashes uint32, offsets
     int64 of len(texts)+1, exact uint64)``: text i's shingles are ``hashes[offsets[i]:offsets[i+1]]``
     in text order (not deduplicated)."""
-    n_docs = len(normalized)
-    cps, char_off = _codepoints(normalized)
+    n_docs = len(texts)
+    cps, char_off = _folded_codepoints(texts)
     if cps.size == 0:
         return np.zeros(0, np.uint32), np.zeros(n_docs + 1, np.int64), np.zeros(n_docs, np.uint64)
     cls = char_classes(cps)

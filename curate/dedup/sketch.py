@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from ..schema import all_text, answer_text, prompt_text
-from .shingles import MASK64, mix64, normalize, shingle_batch
+from .shingles import MASK64, mix64, shingle_batch
 from .signatures import band_keys, lsh_params, minhash_batch, permutations
 
 DOC, SFT = 0, 1
@@ -94,7 +94,7 @@ def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
     sigs, nonempty = [], np.zeros(frame.height, dtype=bool)
     exact = np.zeros(frame.height, dtype=np.uint64)
     for f, texts in enumerate(cols):
-        hv, off, ex = shingle_batch(normalize(texts), settings.n_cjk, settings.n_word)
+        hv, off, ex = shingle_batch(texts, settings.n_cjk, settings.n_word)
         exact += mix64(ex + np.uint64(((f + 1) * 0x9E3779B97F4A7C15) & MASK64))
         vals, soff = _sorted_sets(hv, off)
         np.save(f"{prefix}.f{f}.vals.npy", vals)

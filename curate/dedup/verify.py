@@ -38,58 +38,49 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 def novel_run(seq: np.ndarray, other_set: np.ndarray) -> int:
     """Longest run of consecutive shingles of ``seq`` (in text order) absent from ``other_set``."""
-    if len(seq) == 0:
-        return 0
-    if len(other_set) == 0:
+    if len(seq) == 0 or len(other_set) == 0:
         return len(seq)
     idx = np.searchsorted(other_set, seq)
     idx[idx == len(other_set)] = 0
-    novel = np.concatenate(([0], (other_set[idx] != seq).astype(np.int8), [0]))
-    edges = np.diff(novel)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return int((ends - starts).max()) if len(starts) else 0
+    shared = np.flatnonzero(other_set[idx] == seq)
+    if len(shared) == 0:
+        return len(seq)
+    # the gaps between shared shingles (and before the first / after the last) are the runs
+    return int(max(shared[0], len(seq) - 1 - shared[-1], (np.diff(shared).max() - 1) if len(shared) > 1 else 0))
 
 
-def both_novel(seq_a: np.ndarray, seq_b: np.ndarray, passage: int) -> bool:
-    """Does each text have a passage of at least ``passage`` shingles the other lacks?"""
-    set_a = np.unique(seq_a)
-    if novel_run(seq_a, np.unique(seq_b)) < passage:
-        return False
-    return novel_run(seq_b, set_a) >= passage
-
-
-def _load(path: str) -> np.ndarray:
-    arr = _OPEN.get(path)
-    if arr is None:
-        # a plain ndarray over the mapped file: slicing a np.memmap costs microseconds per call
-        arr = _OPEN[path] = np.asarray(np.load(path, mmap_mode="r"))
-    return arr
-
-
-def _span(prefix: str, f: int, what: str, row: int) -> np.ndarray:
-    off = _load(f"{prefix}.f{f}.{what}off.npy")
-    return _load(f"{prefix}.f{f}.{what}.npy")[off[row]:off[row + 1]]
+def _arrays(prefix: str, f: int) -> tuple[np.ndarray, ...]:
+    """A spilled batch's sorted sets and shingle sequences, opened once per worker."""
+    key = f"{prefix}.f{f}"
+    arrs = _OPEN.get(key)
+    if arrs is None:
+        # plain ndarrays over the mapped files: slicing a np.memmap costs microseconds per call
+        arrs = _OPEN[key] = tuple(np.asarray(np.load(f"{key}.{what}.npy", mmap_mode="r"))
+                                  for what in ("vals", "valsoff", "seq", "seqoff"))
+    return arrs
 
 
 def pair_similarity(prefixes: list[str], n_fields: np.ndarray, loc_a: np.ndarray, loc_b: np.ndarray,
                     threshold: float = 0.0, passage: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Min over fields of the exact Jaccard, for pairs given as (batch, row) locations
     (``n_fields[p]`` fields for pair p: 1 for documents), and whether a pair that reaches
-    ``threshold`` fails the passage check in some field."""
+    ``threshold`` fails the passage check (both texts have a passage of their own) in some field."""
     sims = np.empty(len(loc_a), dtype=np.float32)
     split = np.zeros(len(loc_a), dtype=bool)
-    for p in range(len(loc_a)):
-        (ba, ra), (bb, rb) = loc_a[p], loc_b[p]
-        pa, pb = prefixes[ba], prefixes[bb]
-        sim = 1.0
+    for p, ((ba, ra), (bb, rb)) in enumerate(zip(loc_a.tolist(), loc_b.tolist())):
+        sim, views = 1.0, []
         for f in range(int(n_fields[p])):
-            sim = min(sim, jaccard(_span(pa, f, "vals", ra), _span(pb, f, "vals", rb)))
+            va, vo, sa, so = _arrays(prefixes[ba], f)
+            wa, wo, sb, sbo = _arrays(prefixes[bb], f)
+            set_a, set_b = va[vo[ra]:vo[ra + 1]], wa[wo[rb]:wo[rb + 1]]
+            sim = min(sim, jaccard(set_a, set_b))
             if sim < threshold:
                 break
+            views.append((set_a, set_b, sa[so[ra]:so[ra + 1]], sb[sbo[rb]:sbo[rb + 1]]))
         sims[p] = sim
         if passage and sim >= threshold:
-            split[p] = any(both_novel(_span(pa, f, "seq", ra), _span(pb, f, "seq", rb), passage)
-                           for f in range(int(n_fields[p])))
+            split[p] = any(novel_run(seq_a, set_b) >= passage and novel_run(seq_b, set_a) >= passage
+                           for set_a, set_b, seq_a, seq_b in views)
     return sims, split
 
 
