@@ -166,17 +166,20 @@ def _process_batch(records: list[dict], read_rejects: list[dict], part: Path, fi
 def _batches_from_inputs(sources, batch_size: int):
     """Yield (part_name, records, read_rejects) over all inputs; ids made unique across the run."""
     seen: set[str] = set()
+    next_k: dict[str, int] = {}   # per qualified id, the next #k to try (repeats stay linear)
     for si, (spec, _role) in enumerate(sources):
         recs, rejs, bi = [], [], 0
+        stem = Path(spec.path).stem
         for rec, rej in read_source(spec):
             if rec is not None:
                 rid = rec["id"]
                 if rid in seen:   # two inputs both number their records from 1: qualify by file
                     rec["meta"]["orig_id"] = rid
-                    rid = f"{Path(spec.path).stem}:{rid}"
-                    k = 2
+                    base = rid = f"{stem}:{rid}"
                     while rid in seen:
-                        rid, k = f"{Path(spec.path).stem}:{rec['meta']['orig_id']}#{k}", k + 1
+                        k = next_k.get(base, 2)
+                        next_k[base] = k + 1
+                        rid = f"{base}#{k}"
                     rec["id"] = rid
                 seen.add(rid)
                 recs.append(rec)

@@ -125,7 +125,7 @@ def _storable(s: str, enc: str) -> str:
 
 def _bad_chars(s: str) -> bool:
     # surrogateescape turns undecodable bytes into lone surrogates U+DC80..U+DCFF.
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
+    return _UNDECODABLE.search(s) is not None
 
 
 # -- shapes: one raw row -> messages ----------------------------------------------------------
@@ -325,23 +325,27 @@ def raw_rows(path: str, encoding: str | None = None) -> Iterator[tuple[int, obje
 def read_source(spec: SourceSpec) -> Iterator[tuple[dict | None, dict | None]]:
     """Records (schema dicts) and read-rejects of one input file, in file order."""
     stem = Path(spec.path).stem
-    for line, row, raw in raw_rows(spec.path, spec.encoding):
+    # A record without an id of its own is named by its place in the file: its line, or for a
+    # JSON array its element number (a whole array on one line is common).
+    by_element = SUFFIX_FORMATS.get(Path(spec.path).suffix.lower()) == "json"
+    for element, (line, row, raw) in enumerate(raw_rows(spec.path, spec.encoding), start=1):
         where = f"{spec.path}:{line}"
+        place = f"{stem}:{element if by_element else line}"
         if isinstance(row, Exception):
             kind = "json" if isinstance(row, json.JSONDecodeError) else "encoding" if isinstance(row, UnicodeError) else "format"
-            yield None, read_reject(spec.path, f"{stem}:{line}", f"malformed:{kind}", f"{where}: {row}", raw)
+            yield None, read_reject(spec.path, place, f"malformed:{kind}", f"{where}: {row}", raw)
             continue
         try:
             if not isinstance(row, dict):
                 raise SchemaError(f"expected a JSON object, got {type(row).__name__}")
             shape = detect_shape(row, spec.mapping) if spec.shape == "auto" else spec.shape
             messages, text = to_messages(row, shape, spec.mapping)
-            rid = _text(row.get(spec.mapping.get("id", "id"), "")).strip() or f"{stem}:{line}"
+            rid = _text(row.get(spec.mapping.get("id", "id"), "")).strip() or place
             task = _text(row.get(spec.mapping["task"])) if spec.mapping.get("task") else _text(row.get("task", ""))
             rec = make_record(rid, spec.path, messages=messages, text=text, task=task.strip() or spec.task,
                               meta={"format": shape, "line": line})
         except (SchemaError, KeyError, TypeError, AttributeError) as e:
-            yield None, read_reject(spec.path, f"{stem}:{line}", "malformed:record", f"{where}: {e}",
+            yield None, read_reject(spec.path, place, "malformed:record", f"{where}: {e}",
                                     json.dumps(row, ensure_ascii=False, default=str))
             continue
         yield rec, None

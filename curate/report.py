@@ -23,8 +23,9 @@ def _merge(into: dict, new: dict) -> None:
 
 def _histogram(values: pl.Series) -> dict:
     order = [f"<{b}" for b in LENGTH_BINS[1:]] + [f">={LENGTH_BINS[-1]}"]
-    counts = Counter(values.cut(LENGTH_BINS[1:], labels=order, left_closed=True).cast(pl.Utf8).to_list())
-    return {k: counts[k] for k in order if counts[k]}
+    import numpy as np
+    counts = np.bincount(np.searchsorted(LENGTH_BINS[1:], values.to_numpy(), side="right"), minlength=len(order))
+    return {k: int(n) for k, n in zip(order, counts) if n}
 
 
 def answer_length_expr() -> pl.Expr:
