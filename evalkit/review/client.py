@@ -8,7 +8,7 @@ API key that never reaches a file, a log line or an error message.
 The SDK's own retries are switched off (``max_retries=0``): it would resend a bulk import after a
 5xx even when the server had already stored it, creating every task twice.  Here each retry of an
 import first asks the server which tasks it already has (by their stable ``key``) and sends only
-the rest, and ``sync_tasks`` ends with a check that every key is there exactly once.
+the rest, and ``sync_tasks`` makes sure every key ends up there exactly once.
 """
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ class LabelStudioClient:
         self.url = url.rstrip("/")
         self._key = resolve_api_key(api_key)
         self.attempts, self.backoff, self.max_backoff, self.sleep = attempts, backoff, max_backoff, sleep
+        self.retries = 0
         http = httpx.Client(timeout=timeout, follow_redirects=True, transport=transport)
         self.sdk = LabelStudio(base_url=self.url, api_key=self._key, max_retries=0, httpx_client=http)
 
@@ -108,6 +109,7 @@ class LabelStudioClient:
                         "and is --url right? Nothing was lost: rerun the same command to resume.")) from None
                 log.warning(self.scrub(f"{what}: {_describe(exc)}; retry {attempt}/{self.attempts - 1} "
                                        f"in {delay:.1f} s"))
+                self.retries += 1
                 self.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
                 if before_retry is not None and before_retry() is False:
@@ -180,64 +182,75 @@ class LabelStudioClient:
             return json.loads(b"".join(chunks))
         return self.call(f"export project {project_id}", download)
 
-    def tasks_by_key(self, project_id: int) -> dict[str, list[dict]]:
-        """{key: [tasks]} for the project's tasks that carry an evalkit key."""
+    def task_index(self, project_id: int) -> dict[str, list[dict]]:
+        """{key: [{id, annotations}]} for the project's tasks that carry an evalkit key.  Asks only for
+        id, data and the annotation count: on 1,000 tasks several times faster than the JSON export."""
+        def listing():
+            return list(self.sdk.tasks.list(project=project_id, include="id,data,total_annotations",
+                                            page_size=1000))
         out: dict[str, list[dict]] = {}
-        for task in self.export_json(project_id):
-            key = (task.get("data") or {}).get("key")
+        for task in self.call(f"list the tasks of project {project_id}", listing):
+            key = (task.data or {}).get("key")
             if key:
-                out.setdefault(key, []).append(task)
+                out.setdefault(key, []).append({"id": task.id, "annotations": task.total_annotations or 0})
         return out
 
     def import_tasks(self, project_id: int, tasks: list[dict], *, batch_size: int = 500,
-                     have: set | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Import tasks the project lacks (by ``data.key``; ``have``: the keys it holds, if known), in
-        batches.  Safe to rerun, and safe when a batch fails after the server stored it: the retry
-        sends only keys still missing."""
-        have = set(self.tasks_by_key(project_id)) if have is None else have
+                     have: set | None = None) -> int:
+        """Import the tasks the project lacks (by ``data.key``; ``have``: the keys it holds, if known),
+        in batches; returns how many the server reported stored.  Safe to rerun, and safe when a batch
+        fails after the server stored it: the retry first asks which keys are still missing."""
+        have = set(self.task_index(project_id)) if have is None else have
         todo = [t for t in tasks if t["data"]["key"] not in have]
-        sent = 0
+        stored = 0
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
 
             def refresh() -> bool:
                 nonlocal batch
-                present = self.tasks_by_key(project_id)
+                present = self.task_index(project_id)
                 batch = [t for t in batch if t["data"]["key"] not in present]
                 return bool(batch)
 
             def send():
                 return self.sdk.projects.import_tasks(project_id, request=batch, return_task_ids=True)
-            self.call(f"import {len(batch)} tasks", send, before_retry=refresh)
-            sent += len(batch)
-            if progress:
-                progress(len(todo[start:start + batch_size]))
-        return sent
+            answer = self.call(f"import {len(batch)} tasks", send, before_retry=refresh)
+            stored += getattr(answer, "task_count", 0) or 0
+        return stored
 
     def delete_task(self, task_id: int) -> None:
         self.call(f"delete task {task_id}", self.sdk.tasks.delete, id=task_id)
 
-    def sync_tasks(self, project_id: int, tasks: list[dict], **kw) -> dict:
-        """Make the project hold every task of ``tasks`` exactly once: import the missing, then check.
-        A duplicate (a key on two tasks, e.g. a retried import the server had finished) is removed,
-        keeping the copy that has annotations, else the oldest."""
-        wanted = {t["data"]["key"] for t in tasks}
-        present = set(self.tasks_by_key(project_id))
-        before = present & wanted
-        self.import_tasks(project_id, tasks, have=present, **kw)
-        after = self.tasks_by_key(project_id)
+    def _remove_duplicates(self, index: dict[str, list[dict]], keys: set) -> int:
         removed = 0
-        for key in wanted:
-            copies = sorted(after.get(key, []), key=lambda t: (-len(t.get("annotations") or []), t["id"]))
+        for key in keys:
+            copies = sorted(index.get(key, []), key=lambda t: (-t["annotations"], t["id"]))
             for extra in copies[1:]:
-                if extra.get("annotations"):
-                    continue                 # never delete anyone's work; the report merges by key
+                if extra["annotations"]:
+                    continue                 # never delete anyone's work; import merges by key
                 self.delete_task(extra["id"])
                 removed += 1
-        missing = sorted(wanted - set(after))
-        if missing:
-            raise ReviewError(f"{len(missing)} tasks did not reach project {project_id} "
-                              f"(first: {missing[0]}); rerun the export to send them")
+        return removed
+
+    def sync_tasks(self, project_id: int, tasks: list[dict], **kw) -> dict:
+        """Make the project hold every task of ``tasks`` exactly once.  A duplicate (a key on two
+        tasks, e.g. an import that timed out and was finished by the server later) is removed,
+        keeping the copy with annotations, else the oldest.  The project is listed again at the end
+        only when something was retried or the server stored a different count than was sent:
+        otherwise the answers already prove every task arrived once."""
+        wanted = {t["data"]["key"] for t in tasks}
+        index = self.task_index(project_id)
+        before = set(index) & wanted
+        removed = self._remove_duplicates(index, wanted)
+        retries_before = self.retries
+        stored = self.import_tasks(project_id, tasks, have=set(index), **kw)
+        if self.retries != retries_before or stored != len(wanted - before):
+            index = self.task_index(project_id)
+            removed += self._remove_duplicates(index, wanted)
+            missing = sorted(wanted - set(index))
+            if missing:
+                raise ReviewError(f"{len(missing)} tasks did not reach project {project_id} "
+                                  f"(first: {missing[0]}); rerun the export to send them")
         return {"already_there": len(before), "added": len(wanted) - len(before), "duplicates_removed": removed,
                 "in_project": len(wanted)}
 
