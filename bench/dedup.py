@@ -60,15 +60,10 @@ def ours(corpus: str, kept_path: str) -> None:
 
     from curate.dedup.engine import Engine
     from curate.dedup.sketch import Settings
-    ids = pl.scan_ndjson(corpus, schema={"id": pl.Utf8, "text": pl.Utf8}).select("id").collect()["id"]
-    n, batch = len(ids), 20000
-
-    def frames():
-        for off in range(0, n, batch):
-            yield pl.scan_ndjson(corpus, schema={"id": pl.Utf8, "text": pl.Utf8}).slice(off, batch).collect()
-
+    frame = pl.read_ndjson(corpus, schema={"id": pl.Utf8, "text": pl.Utf8})
+    ids = frame["id"]
     with tempfile.TemporaryDirectory(dir=OUT) as work:
-        result = Engine(Settings(), work, workers=os.cpu_count() or 2).run(frames())
+        result = Engine(Settings(), work, workers=os.cpu_count() or 2).run(frame.iter_slices(20000))
     gone = {d.id for d in result.drops}
     Path(kept_path).write_text("".join(i + "\n" for i in ids.to_list() if i not in gone))
     print(json.dumps(result.report["seconds"]))

@@ -21,7 +21,6 @@ the vectorized ``shingle_batch`` must equal bit for bit; ``shingle_hash`` is als
 from __future__ import annotations
 
 import unicodedata
-from functools import lru_cache
 
 import numpy as np
 
@@ -55,37 +54,56 @@ def mix64(x):
 JAMO = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))   # compose into syllables
 
 
-@lru_cache(maxsize=1)
-def _fold_table() -> tuple[np.ndarray, np.ndarray]:
-    """For every Basic Multilingual Plane character: what NFKC then lower case make of it, when
-    that is one character which cannot combine with its neighbours; the others are marked slow
-    (a text containing one goes through ``unicodedata`` whole)."""
-    fold = np.arange(0x10000, dtype=np.uint32)
-    slow = np.zeros(0x10000, dtype=bool)
-    for i in range(0x10000):
-        c = chr(i)
+# Per Basic Multilingual Plane character, filled lazily (a corpus uses a few thousand of 65,536):
+# what NFKC then lower case make of it (when that is one character that cannot combine with its
+# neighbours; the others are "slow": a text containing one goes through ``unicodedata`` whole),
+# and its class (WORD, SEP or CJK).
+_FOLD = np.arange(0x10000, dtype=np.uint32)
+_SLOW = np.zeros(0x10000, dtype=bool)
+_CLASS = np.zeros(0x10000, dtype=np.uint8)
+_KNOWN = np.zeros(0x10000, dtype=bool)
+
+
+def _category_class(i: int) -> int:
+    if any(lo <= i <= hi for lo, hi in CJK_RANGES):
+        return CJK
+    return SEP if i == ord("_") or unicodedata.category(chr(i))[0] in "PSZC" else WORD
+
+
+def _learn(cps: np.ndarray) -> None:
+    """Fill the tables for the BMP code points in ``cps`` not seen before in this process."""
+    new = np.unique(cps[~_KNOWN[cps]])
+    for i in new.tolist():
+        _KNOWN[i] = True
+        _CLASS[i] = _category_class(i)
         if 0xD800 <= i <= 0xDFFF:
             continue
+        c = chr(i)
         t = unicodedata.normalize("NFKC", c).lower()
         d = unicodedata.normalize("NFD", c)
         if (len(t) != 1 or unicodedata.combining(c) or unicodedata.combining(t) or unicodedata.combining(d[0])
                 or any(lo <= i <= hi for lo, hi in JAMO)):
-            slow[i] = True
+            _SLOW[i] = True
         else:
-            fold[i] = ord(t)
-    return fold, slow
+            _FOLD[i] = ord(t)
+            if ord(t) < 0x10000 and not _KNOWN[ord(t)]:
+                _learn(np.array([ord(t)]))
 
 
 def _is_slow(ch: str) -> bool:
     cp = ord(ch)
     if cp < 0x10000:
-        return bool(_fold_table()[1][cp])
+        _learn(np.array([cp]))
+        return bool(_SLOW[cp])
     return unicodedata.normalize("NFKC", ch).lower() != ch
 
 
 def _fold(ch: str) -> str:
     cp = ord(ch)
-    return chr(_fold_table()[0][cp]) if cp < 0x10000 else ch
+    if cp >= 0x10000:
+        return ch
+    _learn(np.array([cp]))
+    return chr(_FOLD[cp])
 
 
 def normalize_text(text: str) -> str:
@@ -103,29 +121,18 @@ def normalize(texts) -> list[str]:
     return [normalize_text(t) for t in texts]
 
 
-@lru_cache(maxsize=1)
-def _class_table() -> np.ndarray:
-    """Class of every Basic Multilingual Plane code point: WORD, SEP or CJK."""
-    cats = [unicodedata.category(chr(i))[0] for i in range(0x10000)]
-    table = np.array([SEP if c in "PSZC" else WORD for c in cats], dtype=np.uint8)
-    table[ord("_")] = SEP
-    for lo, hi in CJK_RANGES:
-        if lo < 0x10000:
-            table[lo:min(hi, 0xFFFF) + 1] = CJK
-    return table
-
-
 def _class_of(cp: int) -> int:
     if cp < 0x10000:
-        return int(_class_table()[cp])
-    if any(lo <= cp <= hi for lo, hi in CJK_RANGES):
-        return CJK
-    return SEP if unicodedata.category(chr(cp))[0] in "PSZC" else WORD
+        _learn(np.array([cp]))
+        return int(_CLASS[cp])
+    return _category_class(cp)
 
 
 def char_classes(cps: np.ndarray) -> np.ndarray:
     """WORD / SEP / CJK for an array of code points (a table lookup; astral ones one by one)."""
-    out = _class_table()[np.minimum(cps, 0xFFFF)]
+    bmp = np.minimum(cps, 0xFFFF)
+    _learn(bmp)
+    out = _CLASS[bmp]
     astral = cps > 0xFFFF
     if astral.any():
         out = out.copy()
@@ -205,9 +212,9 @@ def _codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def _folded_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``_codepoints`` of ``normalize_text`` of every text, mostly by table lookups."""
     cps, off = _codepoints(texts)
-    fold, slow = _fold_table()
     bmp = np.minimum(cps, 0xFFFF)
-    slow_char = slow[bmp]
+    _learn(bmp)
+    slow_char = _SLOW[bmp]
     astral = cps > 0xFFFF
     if astral.any():
         for cp in np.unique(cps[astral]).tolist():
@@ -219,7 +226,8 @@ def _folded_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
             texts[d] = unicodedata.normalize("NFKC", texts[d]).lower()
         cps, off = _codepoints(texts)
         bmp = np.minimum(cps, 0xFFFF)
-    return np.where(cps > 0xFFFF, cps, fold[bmp]), off
+        _learn(bmp)
+    return np.where(cps > 0xFFFF, cps, _FOLD[bmp]), off
 
 
 def shingle_batch(texts: list[str], n_cjk: int, n_word: int):

@@ -62,18 +62,21 @@ class Settings:
 def field_texts(frame: pl.DataFrame, settings: Settings) -> tuple[np.ndarray, list[list[str]]]:
     """Kind of each row (DOC or SFT) and the texts of the compared fields (docs use slot 0)."""
     n_f = len(settings.sft_fields)
-    texts = frame["text"].to_list() if "text" in frame.columns else [None] * frame.height
-    msgs = frame["messages"].to_list() if "messages" in frame.columns else [None] * frame.height
+    texts = frame["text"].fill_null("").to_list() if "text" in frame.columns else [""] * frame.height
     kind = np.zeros(frame.height, dtype=np.int8)
-    cols: list[list[str]] = [[""] * frame.height for _ in range(n_f)]
-    for i, (t, m) in enumerate(zip(texts, msgs)):
-        if m:
-            kind[i] = SFT
-            rec = {"messages": m, "text": t}
-            for f, name in enumerate(settings.sft_fields):
-                cols[f][i] = FIELD_VIEWS[name](rec)
-        else:
-            cols[0][i] = t or ""
+    cols: list[list[str]] = [texts] + [[""] * frame.height for _ in range(n_f - 1)]
+    if "messages" not in frame.columns:
+        return kind, cols
+    has_msgs = frame["messages"].list.len().fill_null(0).to_numpy() > 0
+    if not has_msgs.any():
+        return kind, cols
+    cols[0] = list(texts)
+    msgs = frame["messages"].to_list()
+    for i in np.flatnonzero(has_msgs).tolist():
+        kind[i] = SFT
+        rec = {"messages": msgs[i], "text": texts[i]}
+        for f, name in enumerate(settings.sft_fields):
+            cols[f][i] = FIELD_VIEWS[name](rec)
     return kind, cols
 
 
@@ -114,7 +117,8 @@ def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
             used = sigs[:1] if k == DOC else sigs
             keys[rows, :b] = band_keys([s[rows] for s in used], b, r)
     ans = settings.sft_fields.index("answer") if "answer" in settings.sft_fields else len(settings.sft_fields) - 1
-    main_text = [cols[0][i] if kind[i] == DOC else cols[ans][i] for i in range(frame.height)]
+    main_text = cols[0] if not kind.any() else [cols[0][i] if kind[i] == DOC else cols[ans][i]
+                                                 for i in range(frame.height)]
     length = np.fromiter(map(len, main_text), dtype=np.int64, count=frame.height)
     quality = np.full(frame.height, np.nan)
     if "meta" in frame.columns:
