@@ -174,11 +174,12 @@ class LabelStudioClient:
 
     # ---- tasks -----------------------------------------------------------------------------------
 
-    def export_json(self, project_id: int) -> list[dict]:
-        """Every task of the project with its annotations (Label Studio's JSON export), one request."""
+    def export_json(self, project_id: int, all_tasks: bool = False) -> list[dict]:
+        """The project's annotated tasks (or all its tasks) with their annotations, in Label Studio's
+        JSON export format: one request."""
         def download():
             chunks = self.sdk.projects.exports.download_sync(project_id, export_type="JSON",
-                                                             download_all_tasks=True)
+                                                             download_all_tasks=all_tasks)
             return json.loads(b"".join(chunks))
         return self.call(f"export project {project_id}", download)
 
