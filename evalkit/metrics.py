@@ -55,10 +55,16 @@ def _mean_of_first(sums: np.ndarray, n: int) -> float:
     return float(sums[0] / n) if n else float("nan")
 
 
-def _ids(tokens: list[str], vocab: dict) -> np.ndarray:
-    """Token strings -> ids: a single character is its code point, longer tokens get dict ids."""
-    return np.fromiter((ord(t) if len(t) == 1 else vocab.setdefault(t, 0x110000 + len(vocab)) for t in tokens),
-                       dtype=np.int64, count=len(tokens))
+class Vocab(dict):
+    """token -> id, new tokens numbered on first sight (lookups run at C speed through map)."""
+
+    def __missing__(self, token):
+        self[token] = n = len(self)
+        return n
+
+
+def _ids(tokens: list[str], vocab: Vocab) -> np.ndarray:
+    return np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
 
 
 def _single_refs(refs: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -83,10 +89,11 @@ def bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]], tokenize: str | Non
     stats = np.zeros((len(hyps), 2 + 2 * order), dtype=np.int64)
     single, multi = _single_refs(refs)
     tok = sacrebleu_tokenizer(tokenize)
-    prep = (lambda s: tok((s.lower() if lowercase else s).rstrip()).split())
-    vocab: dict = {}
-    h_ids = [_ids(prep(hyps[i]), vocab) for i in single]
-    r_ids = [_ids(prep(refs[i][0]), vocab) for i in single]
+    prep = [(s.lower() if lowercase else s).rstrip() for s in [hyps[i] for i in single] + [refs[i][0] for i in single]]
+    tokenized = tok.batch(prep) if hasattr(tok, "batch") else [tok(s) for s in prep]
+    vocab = Vocab()
+    h_ids = [_ids(t.split(), vocab) for t in tokenized[: len(single)]]
+    r_ids = [_ids(t.split(), vocab) for t in tokenized[len(single):]]
     counts = match_counts(h_ids, r_ids, orders=range(1, order + 1))
     hl = np.array([len(h) for h in h_ids], dtype=np.int64)
     stats[single, 0] = hl
@@ -150,20 +157,21 @@ def rouge(hyps: Sequence[str], refs: Sequence[Sequence[str]], tokenizer: str = "
     """ROUGE-1/2/L F-measures, equal to rouge_scorer.RougeScorer(tokenizer=...) item by item."""
     from rouge_score.scoring import fmeasure
     tok = rouge_tokenizer(tokenizer)
-    pair_item, h_toks, r_toks = [], [], []
-    h_cache = [tok.tokenize(h) for h in hyps]
-    for i, rs in enumerate(refs):
-        for r in rs:
-            pair_item.append(i)
-            h_toks.append(h_cache[i])
-            r_toks.append(tok.tokenize(r))
-    vocab: dict = {}
-    h_ids = [_ids(t, vocab) for t in h_toks]
-    r_ids = [_ids(t, vocab) for t in r_toks]
+    pair_item = [i for i, rs in enumerate(refs) for _ in rs]
+    ref_texts = [r for rs in refs for r in rs]
+    if hasattr(tok, "ids_batch"):   # vectorized, same tokens (tested against tok.tokenize)
+        vocab: dict = {}
+        hyp_ids = tok.ids_batch(list(hyps), vocab)
+        r_ids = tok.ids_batch(ref_texts, vocab)
+    else:
+        vocab = Vocab()
+        hyp_ids = [_ids(tok.tokenize(h), vocab) for h in hyps]
+        r_ids = [_ids(tok.tokenize(r), vocab) for r in ref_texts]
+    h_ids = [hyp_ids[i] for i in pair_item]
     counts = match_counts(h_ids, r_ids, orders=(1, 2))
     prf = {name: np.zeros((len(pair_item), 3)) for name in ("rouge1", "rouge2", "rougeL")}
     for p in range(len(pair_item)):
-        lh, lr = len(h_toks[p]), len(r_toks[p])
+        lh, lr = len(h_ids[p]), len(r_ids[p])
         for n, name in ((1, "rouge1"), (2, "rouge2")):   # rouge_scorer._score_ngrams
             inter = int(counts[n][p])
             prec = inter / max(lh - n + 1 if lh >= n else 0, 1)

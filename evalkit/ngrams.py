@@ -1,4 +1,5 @@
-"""Exact n-gram match counts and LCS lengths for many (hypothesis, reference) pairs at C speed.
+"""Exact n-gram match counts for many (hypothesis, reference) pairs at C speed, and a bit-parallel
+LCS length.
 
 These are the per-item statistics behind BLEU, chrF and ROUGE; the metrics themselves are then
 computed from them by sacrebleu and by rouge-score's own formulas (see evalkit.metrics).  The
@@ -6,8 +7,8 @@ counts are integers, so "identical to sacrebleu / rouge-score" is checked exactl
 
 How ``match_counts`` works: the pairs of a chunk are laid out as rows (hypothesis tokens, then
 reference tokens, then padding).  Each row's positions are sorted once by the n-gram that starts
-there, lexicographically up to 6 tokens (3 tokens packed in one integer key, the next 3 through a
-row-local rank: exact, no hashing).  Then for every order n, equal n-grams are neighbours, told
+there, lexicographically up to the largest order (a few dense token ids packed in one integer key,
+the next few through a row-local rank of the key: exact, no hashing).  Then for every order n, equal n-grams are neighbours, told
 apart by their common prefix length; per group min(hypothesis count, reference count), summed
 over a row, is the clipped match count that BLEU, chrF and ROUGE-N use.
 
@@ -185,17 +186,6 @@ def _cumsum0(flags: np.ndarray) -> np.ndarray:
     out = np.zeros(flags.size + 1, dtype=np.int32)
     np.cumsum(flags, dtype=np.int32, out=out[1:])
     return out
-
-
-def _dense_rank(keys: np.ndarray) -> np.ndarray:
-    """Row-wise dense rank (0..width-1) of each cell's key, order-preserving."""
-    order = np.argsort(keys, axis=1)
-    sk = np.take_along_axis(keys, order, axis=1)
-    step = np.zeros(sk.shape, dtype=np.int64)
-    step[:, 1:] = sk[:, 1:] != sk[:, :-1]
-    ranks = np.empty_like(step)
-    np.put_along_axis(ranks, order, np.cumsum(step, axis=1), axis=1)
-    return ranks
 
 
 def lcs_length(a: Sequence, b: Sequence) -> int:
