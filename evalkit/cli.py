@@ -141,6 +141,37 @@ def cmmlu(data_dir, model, adapter, subjects, mode, shots, limit, max_new_tokens
     click.echo(f"results in {result['out']}/ (items.jsonl, summary.json, cmmlu.json, report.html, manifest.json)")
 
 
+@main.command()
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
+@click.option("--trials", type=int, default=2000, show_default=True, help="Randomization trials and bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--top", type=int, default=10, show_default=True, help="Items that changed most, per metric.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Also write the comparison as JSON here.")
+def compare(run_a, run_b, trials, seed, top, out):
+    """Is RUN_B better than RUN_A? Per metric and task: B-A, paired-bootstrap CI, randomization p.
+
+    \b
+    Example:
+      evalkit compare runs/base runs/lora --out runs/lora/compare.json
+    """
+    from .compare import CompareError, compare_runs, format_compare
+    try:
+        result = compare_runs(run_a, run_b, trials=trials, seed=seed, top=top)
+    except CompareError as e:
+        raise click.ClickException(str(e))
+    click.echo(format_compare(result))
+    for name, e in result["metrics"].items():
+        if e["changed_most"]:
+            click.echo(f"\nchanged most ({name}):")
+            for c in e["changed_most"][:5]:
+                click.echo(f"  {c['id']} [{c['task']}] {c['a']:.4g} -> {c['b']:.4g}")
+    if out:
+        from curate.writing import write_json
+        write_json(out, result)
+        click.echo(f"wrote {out}")
+
+
 # Expert review (issue 7): review export|import, report, rubric validate|xml.
 from .review.commands import register as _register_review  # noqa: E402
 
