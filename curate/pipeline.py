@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -119,20 +120,23 @@ def run_key(cfg: dict, inputs: list[dict], versions: dict) -> str:
 
 # -- record segments (in worker processes) -----------------------------------------------------
 
-_WORKER_STEPS: list[RecordStep] = []
+_WORKER_STEPS: dict[str, list[RecordStep]] = {}   # per segment, built once per worker process
 
 
-def _init_worker(step_cfgs: list[tuple[str, dict]], ctx: Context) -> None:
-    global _WORKER_STEPS
-    _WORKER_STEPS = [STEP_CLASSES[name](opts, ctx) for name, opts in step_cfgs]
+def _steps_for(segment: str, step_cfgs: list[tuple[str, dict]], ctx: Context) -> list[RecordStep]:
+    if segment not in _WORKER_STEPS:
+        _WORKER_STEPS[segment] = [STEP_CLASSES[name](opts, ctx) for name, opts in step_cfgs]
+    return _WORKER_STEPS[segment]
 
 
-def _process_batch(records: list[dict], read_rejects: list[dict], part: Path, first: bool) -> dict:
+def _process_batch(segment: tuple[str, list, Context], records: list[dict], read_rejects: list[dict], part: Path,
+                   first: bool) -> dict:
     """Run the record steps over one batch; write its kept and rejected parts and its counts."""
+    steps_now = _steps_for(*segment)
     counts = {"read": Counter(), "dropped": {}, "step_counts": {}, "tasks_read": Counter()}
     kept, rejects = [], list(read_rejects)
-    for steps in _WORKER_STEPS:
-        steps.counts.clear()
+    for step in steps_now:
+        step.counts.clear()
     if first:
         for r in records:
             counts["read"][r["source"]] += 1
@@ -142,7 +146,7 @@ def _process_batch(records: list[dict], read_rejects: list[dict], part: Path, fi
     if read_rejects:
         counts["dropped"]["read"] = dict(Counter(r["reason"] for r in read_rejects))
     for rec in records:
-        for step in _WORKER_STEPS:
+        for step in steps_now:
             res = step.process(rec)
             if isinstance(res, Drop):
                 rejects.append({**rec, "stage": step.name, "reason": res.reason, "detail": res.detail,
@@ -153,7 +157,7 @@ def _process_batch(records: list[dict], read_rejects: list[dict], part: Path, fi
             rec = res
         else:
             kept.append(rec)
-    for step in _WORKER_STEPS:
+    for step in steps_now:
         if step.counts:
             counts["step_counts"][step.name] = dict(step.counts)
     write_parquet(part.with_suffix(".kept.parquet"), to_frame(kept))
@@ -199,12 +203,12 @@ def _batches_from_parts(parts: list[Path]):
 
 
 def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context, sources, prev_parts,
-                       progress: bool, log=print) -> None:
+                       progress: bool, log=print, pool: ProcessPoolExecutor | None = None) -> None:
+    """Run fused record steps over batches: in ``pool`` (worker processes) when given, else here."""
     seg_dir.mkdir(parents=True, exist_ok=True)
-    step_cfgs = [(n, cfg["steps"][n]) for n in names]
+    segment = (seg_dir.name, [(n, cfg["steps"][n]) for n in names], ctx)
     first = prev_parts is None
     batches = _batches_from_inputs(sources, cfg["batch_size"]) if first else _batches_from_parts(prev_parts)
-    workers = cfg.get("workers") or os.cpu_count() or 1
     desc = "read" + ("+" + "+".join(names) if names else "")
     bar = tqdm(desc=desc, unit="rec", disable=not progress, mininterval=1.0)
     skipped = [0]
@@ -219,24 +223,21 @@ def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context,
             else:
                 yield name, recs, rejs
     todo = unfinished(batches)
-    if workers == 1:
-        _init_worker(step_cfgs, ctx)
+    if pool is None:
         for name, recs, rejs in todo:
-            _process_batch(recs, rejs, seg_dir / name, first)
+            _process_batch(segment, recs, rejs, seg_dir / name, first)
             bar.update(len(recs) + len(rejs))
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(step_cfgs, ctx)) as pool:
-            pending = []
-            for name, recs, rejs in todo:
-                pending.append((pool.submit(_process_batch, recs, rejs, seg_dir / name, first), len(recs) + len(rejs)))
-                while len(pending) >= 2 * workers:   # bounded memory: a few batches in flight
-                    fut, n = pending.pop(0)
-                    fut.result()
-                    bar.update(n)
-            for fut, n in pending:
+        pending = []
+        for name, recs, rejs in todo:
+            pending.append((pool.submit(_process_batch, segment, recs, rejs, seg_dir / name, first), len(recs) + len(rejs)))
+            while len(pending) >= 2 * (cfg.get("workers") or os.cpu_count() or 1):   # bounded memory
+                fut, n = pending.pop(0)
                 fut.result()
                 bar.update(n)
+        for fut, n in pending:
+            fut.result()
+            bar.update(n)
     bar.close()
     if skipped[0]:
         log(f"resume: segment {seg_dir.name}: skipped {skipped[0]} batches finished by an earlier run")
@@ -298,20 +299,25 @@ def run(cfg: dict, progress: bool = True, log=print) -> RunResult:
     started = time.time()
     prev_parts: list[Path] | None = None
     seg_dirs = []
-    for i, (kind, names) in enumerate(plan(list(cfg["steps"]))):
-        seg_dir = work / f"{i:02d}-{kind}-{'+'.join(names) or 'read'}"
-        seg_dirs.append(seg_dir)
-        done = seg_dir / "DONE"
-        ctx = Context(seed=cfg["seed"], work_dir=seg_dir / "step", general_sources=general, show_progress=progress)
-        if not done.exists():
-            if kind == "record":
-                run_record_segment(seg_dir, names, cfg, ctx, sources, prev_parts, progress, log)
+    workers = cfg.get("workers") or os.cpu_count() or 1
+    with ExitStack() as stack:
+        pool = None   # one pool for all record segments: starting workers costs seconds each
+        for i, (kind, names) in enumerate(plan(list(cfg["steps"]))):
+            seg_dir = work / f"{i:02d}-{kind}-{'+'.join(names) or 'read'}"
+            seg_dirs.append(seg_dir)
+            done = seg_dir / "DONE"
+            ctx = Context(seed=cfg["seed"], work_dir=seg_dir / "step", general_sources=general, show_progress=progress)
+            if not done.exists():
+                if kind == "record":
+                    if pool is None and workers > 1:
+                        pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=get_context("spawn")))
+                    run_record_segment(seg_dir, names, cfg, ctx, sources, prev_parts, progress, log, pool)
+                else:
+                    run_table_segment(seg_dir, names[0], cfg, ctx, prev_parts, progress)
+                done.write_text("ok")
             else:
-                run_table_segment(seg_dir, names[0], cfg, ctx, prev_parts, progress)
-            done.write_text("ok")
-        else:
-            log(f"resume: segment {seg_dir.name} already done")
-        prev_parts = sorted(seg_dir.glob("*.kept.parquet"))
+                log(f"resume: segment {seg_dir.name} already done")
+            prev_parts = sorted(seg_dir.glob("*.kept.parquet"))
     from .report import build_report, write_html
     report = build_report(seg_dirs, prev_parts, sources, time.time() - started)
     # Every output is written under .work first and moved into place together, manifest last:
