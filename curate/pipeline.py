@@ -39,18 +39,21 @@ from .steps.mix import Mix
 from .steps.normalize import Normalize
 from .steps.quality import Quality
 from .steps.safety import Safety
-from .writing import write_json, write_jsonl, write_parquet
+from .writing import atomic_path, write_json, write_jsonl, write_parquet
 
-# The steps a run knows, in their default order.  A config switches any off or sets its options.
+# The steps a run knows, in their default order.  A config switches any off or sets its options
+# (``order:`` changes it).  history runs with the other record steps, before the table steps:
+# one streaming pass instead of a second one over the whole set, dialogues that differ only in
+# old turns meet in dedup, and balance counts the records history left.
 STEP_CLASSES: dict[str, type] = {
     "normalize": Normalize,
     "language": Language,
     "fillers": Fillers,
     "safety": Safety,
     "quality": Quality,
+    "history": History,
     "dedup": Dedup,
     "balance": Balance,
-    "history": History,
     "mix": Mix,
 }
 DEFAULT_ORDER = tuple(STEP_CLASSES)
@@ -243,6 +246,16 @@ def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context,
         log(f"resume: segment {seg_dir.name}: skipped {skipped[0]} batches finished by an earlier run")
 
 
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` becomes ``src`` without copying where the filesystem allows (a hard link)."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+
+
 def run_table_segment(seg_dir: Path, name: str, cfg: dict, ctx: Context, prev_parts: list[Path],
                       progress: bool) -> None:
     seg_dir.mkdir(parents=True, exist_ok=True)
@@ -258,6 +271,9 @@ def run_table_segment(seg_dir: Path, name: str, cfg: dict, ctx: Context, prev_pa
     found = 0
     for p in prev_parts:
         part = seg_dir / p.name.split(".")[0]
+        if not drops or not any(rid in drops for rid in pl.read_parquet(p, columns=["id"])["id"].to_list()):
+            _link(p, part.with_suffix(".kept.parquet"))   # nothing dropped here: no rewrite
+            continue
         df = pl.read_parquet(p)
         rej = df.join(drop_df, on="id", how="inner").select(list(REJECT_SCHEMA))
         found += rej.height

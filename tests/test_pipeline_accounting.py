@@ -65,7 +65,7 @@ out: {tmp_path / 'out'}
     for src, s in report["sources"].items():
         assert s["read"] == records_in(Path(src)), src
     steps = [f["stage"] for f in report["funnel"]]
-    assert steps == ["read", "normalize", "language", "fillers", "safety", "quality", "dedup", "balance", "history", "mix"]
+    assert steps == ["read", "normalize", "language", "fillers", "safety", "quality", "history", "dedup", "balance", "mix"]
     assert sum(sum(f["dropped"].values()) for f in report["funnel"]) == rejects.height
 
 

@@ -78,11 +78,11 @@ def test_only_and_skip(tmp_path):
     assert invoke("--input", str(src), "--out", str(tmp_path / "a"), "--only", "quality,balance").exit_code == 0
     assert funnel(tmp_path / "a") == ["read", "quality", "balance"]
     assert invoke("--input", str(src), "--out", str(tmp_path / "b"), "--skip", "language,dedup,mix").exit_code == 0
-    assert funnel(tmp_path / "b") == ["read", "normalize", "fillers", "safety", "quality", "balance", "history"]
+    assert funnel(tmp_path / "b") == ["read", "normalize", "fillers", "safety", "quality", "history", "balance"]
     cfg = tmp_path / "off.yaml"
     cfg.write_text(f"inputs: [{src}]\nout: {tmp_path / 'c'}\nsteps: {{dedup: false, safety: false}}\n", encoding="utf-8")
     assert invoke(str(cfg), "--skip", "mix").exit_code == 0
-    assert funnel(tmp_path / "c") == ["read", "normalize", "language", "fillers", "quality", "balance", "history"]
+    assert funnel(tmp_path / "c") == ["read", "normalize", "language", "fillers", "quality", "history", "balance"]
 
 
 def test_flags_override_the_config(tmp_path):

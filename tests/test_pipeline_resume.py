@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from curate.cli import main
@@ -68,6 +69,7 @@ def test_rerunning_a_finished_run_does_nothing(tmp_path, shared_data):
     assert mtimes(out)["manifest.json"] != before["manifest.json"]
 
 
+@pytest.mark.slow   # three runs, two of them fresh processes with workers: ~20 s idle, 50 s on a busy machine
 def test_killed_run_leaves_nothing_complete_and_resumes(tmp_path, shared_data):
     out = tmp_path / "killed"
     cfg = config(tmp_path, shared_data, out, batch_size=50)   # 60 batches: killed mid-way
