@@ -87,3 +87,43 @@ def test_curated_input_and_python_api(curated, model_dir, tmp_path):
                          terms=["高血压"], progress=False)
     assert again["key"] != report["key"] and again["added"] <= 200
     assert json.loads((tmp_path / "tok" / "vocab_report.json").read_text())["added"] == again["added"]
+
+
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+@pytest.fixture(scope="module")
+def llama3_style_base(model_dir, tmp_path_factory):
+    """SmolLM2's vocabulary and merges under Llama-3/Qwen-style settings: a Split regex before a
+    regex-less ByteLevel (a nested pre-tokenizer; punctuation joins the letters after it), and
+    ``ignore_merges`` (a word found whole in the vocabulary skips the merges)."""
+    d = tmp_path_factory.mktemp("llama3style")
+    for f in ("tokenizer_config.json", "chat_template.jinja"):
+        if (model_dir / f).exists():
+            (d / f).write_bytes((model_dir / f).read_bytes())
+    tj = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    tj["model"]["ignore_merges"] = True
+    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    return d
+
+
+def test_llama3_style_byte_level_base(llama3_style_base, curated, tmp_path, shared_data):
+    from transformers import AutoTokenizer
+    report = expand_vocab([str(curated)], tmp_path / "tok", base=str(llama3_style_base), size=500, heldout=0.1,
+                          progress=False)
+    assert report["base"]["type"] == "byte-level BPE" and report["unreachable"] == []
+    base, new = AutoTokenizer.from_pretrained(str(llama3_style_base)), AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    assert new.backend_tokenizer.model.ignore_merges
+    h = report["heldout"]
+    assert h["after"]["tokens_per_char"] < 0.75 * h["before"]["tokens_per_char"]
+    english = [r["instruction"] + " " + r["output"]
+               for r in json.loads((shared_data / "alpaca_en" / "alpaca_en_03252-06382.json").read_text())[:800]]
+    assert base(english)["input_ids"] == new(english)["input_ids"]
+    # Punctuation + Chinese is one pre-token here ("，患者"); the new pieces still form inside it.
+    assert len(new.encode("，患者", add_special_tokens=False)) < len(base.encode("，患者", add_special_tokens=False))
+    mixed = ["，患者胰岛素抵抗。" + e[:60] + "😀１２３" for e in english[:300]]
+    assert all(new.decode(ids) == t for t, ids in zip(mixed, new(mixed, add_special_tokens=False)["input_ids"]))
