@@ -231,7 +231,7 @@ def test_mix_ratio_on_real_domain_and_general_sets(tmp_path, shared_data):
     n_gen_in = sum(s["read"] for p, s in report["sources"].items() if "alpaca_en" in p)
     assert n_dom == 7644 and n_gen == 7644 // 2
     assert rejects.height == n_gen_in - n_gen and set(rejects["reason"].to_list()) == {"mix:over_ratio"}
-    assert report["step_report"]["mix"]["achieved"] == "1:0.5"
+    assert report["step_report"]["mix"]["general_per_domain"] == {"target": 0.5, "achieved": 0.5}
 
 
 def test_mix_general_short_keeps_all_or_downsamples_domain(tmp_path, shared_data):

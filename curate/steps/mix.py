@@ -78,7 +78,8 @@ class Mix(TableStep):
         self.report = {
             "ratio": f"{d:g}:{g:g}", "domain": {"before": n_dom, "after": keep_dom},
             "general": {"before": n_gen, "after": keep_gen, "wanted": want_gen},
-            "achieved": f"1:{keep_gen / keep_dom:.3g}" if keep_dom else "no domain records",
+            "general_per_domain": {"target": round(g / d, 4),
+                                   "achieved": round(keep_gen / keep_dom, 4) if keep_dom else None},
             **({"note": note} if note else {}),
         }
         for ids, n, reason, side in ((gen_ids, keep_gen, "mix:over_ratio", "general"),
