@@ -187,3 +187,16 @@ def test_exact_match_and_contains_normalize_chinese_and_english():
     assert r["em"].item_scores.tolist() == [1, 0, 0, 0]
     assert r["contains"].item_scores.tolist() == [1, 1, 1, 0]
     assert r["em"].score() == 0.25
+
+
+def test_jieba_words_for_rouge_equal_rouge_score(shared_data):
+    pytest.importorskip("jieba")
+    from evalkit.tokenize import JiebaTokenizer
+    hyps, refs = _medical_pairs(shared_data, n=40, seed=9)
+    R = rouge(hyps, [[r] for r in refs], tokenizer="jieba")
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=JiebaTokenizer())
+    for i, (h, r) in enumerate(zip(hyps, refs)):
+        s = scorer.score(r, h)
+        assert tuple(R[m].item_scores[i] for m in ("rouge1", "rouge2", "rougeL")) == \
+            (s["rouge1"].fmeasure, s["rouge2"].fmeasure, s["rougeL"].fmeasure)
+    assert "tok:jieba" in R["rougeL"].signature
