@@ -123,6 +123,9 @@ def report(run, rubric_path, top):
     click.echo(f"{'dimension':<{width}}  {'mean':>6}  {'95% CI':>15}  {'n':>4}  {'alpha':>6}")
     for name, h in r["human"].items():
         alpha = r["agreement"][name]["krippendorff_alpha"]
+        if h["n"] == 0:
+            click.echo(f"{name:<{width}}  no ratings yet")
+            continue
         if h["mean"] is None:
             dist = ", ".join(f"{v} {s:.0%}" for v, s in h.get("distribution", {}).items())
             click.echo(f"{name:<{width}}  {dist}  n={h['n']}")
@@ -130,6 +133,10 @@ def report(run, rubric_path, top):
         ci = f"[{h['ci_low']:.2f}, {h['ci_high']:.2f}]" if h["ci_low"] is not None else "—"
         click.echo(f"{name:<{width}}  {h['mean']:>6.2f}  {ci:>15}  {h['n']:>4}  "
                    f"{'—' if alpha is None else f'{alpha:.3f}':>6}")
+    for dim in [n for n, h in r["human"].items() if h["mean"] is not None][:3]:
+        rhos = [f"{m} {v[dim]:+.2f}" for m, v in r["correlation"].items() if v.get(dim) is not None]
+        if rhos:
+            click.echo(f"Spearman with experts' {dim}: " + ", ".join(rhos))
     click.echo(f"written: {run}/report.json, {run}/report.html")
 
 
