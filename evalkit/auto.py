@@ -91,12 +91,12 @@ def config_problems(cfg: dict) -> list[str]:
             problems.append(f"{key}: {cfg[key]} does not exist")
     if cfg.get("adapter") and not (Path(cfg["adapter"]) / "adapter_config.json").is_file():
         problems.append(f"adapter: {cfg['adapter']} is not a PEFT adapter folder (no adapter_config.json)")
-    for name in cfg.get("metrics") or []:
-        if name not in TEXT_METRIC_GROUPS:
+    for name in cfg.get("metrics") if isinstance(cfg.get("metrics"), list) else []:
+        if str(name) not in TEXT_METRIC_GROUPS:
             problems.append(f"metrics: unknown metric {name!r} (known: {', '.join(TEXT_METRIC_GROUPS)})")
-    for g in cfg.get("gates") or []:
+    for g in cfg.get("gates") if isinstance(cfg.get("gates"), list) else []:
         try:
-            parse_gate(g)
+            parse_gate(str(g))
         except ValueError as e:
             problems.append(str(e))
     if cfg.get("choice_mode") not in ("generate", "loglik"):
@@ -112,6 +112,10 @@ def config_problems(cfg: dict) -> list[str]:
     if not isinstance(cfg.get("bootstrap"), int) or cfg["bootstrap"] < 0:
         problems.append("bootstrap must be a non-negative integer (0 turns intervals off)")
     gen = cfg.get("generation") or {}
+    if not isinstance(cfg.get("metrics") or [], list):
+        problems.append("metrics must be a list (or a comma-separated string) of metric names")
+    if not isinstance(cfg.get("gates") or [], list):
+        problems.append("gates must be a list of 'METRIC OP NUMBER' strings")
     if not isinstance(gen, dict):
         problems.append("generation must be a mapping")
     else:
@@ -236,7 +240,12 @@ def _item_row(it: dict) -> dict:
 def run_auto(cfg: dict, log=print) -> dict:
     """Run `evalkit auto` with a full config (see DEFAULTS); returns {summary, gates, out, manifest}."""
     cfg = {**DEFAULTS, **{k: v for k, v in cfg.items() if v is not None}}
-    cfg["generation"] = {**GENERATION_DEFAULTS, **(cfg.get("generation") or {})}
+    if isinstance(cfg.get("generation"), dict):
+        cfg["generation"] = {**GENERATION_DEFAULTS, **cfg["generation"]}
+    if isinstance(cfg.get("metrics"), str):   # "bleu,rouge" in YAML or on the command line
+        cfg["metrics"] = [m.strip() for m in cfg["metrics"].split(",") if m.strip()]
+    if isinstance(cfg.get("gates"), str):
+        cfg["gates"] = [cfg["gates"]]
     from curate.config import ConfigError
     problems = config_problems(cfg)
     if problems:
