@@ -1,5 +1,6 @@
 """The offline review path (no server): export writes Label Studio import JSON + XML, import reads a
-Label Studio export file (JSON or JSON_MIN), report joins both; sampling; bad input."""
+Label Studio export file (JSON or JSON_MIN), report joins both; sampling; bad input; a server that
+refuses connections (a real closed port)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from evalkit.cli import main
 from evalkit.review.export import item_key
+from evalkit.review.localserver import free_port
 from evalkit.review.sampling import allocate, sample_items
 from evalkit.rubric import label_config, load_rubric
 from review_data import run_items, write_run
@@ -236,3 +238,19 @@ def test_review_of_a_real_evalkit_auto_run(tmp_path):
     assert report["human"]["accuracy"]["n"] == 6 and report["correlation_n"]["chrf"]["accuracy"] == 6
     assert (run / "report_auto.html").read_text() == auto_html
     assert "tok:zh" in (run / "report.html").read_text()          # the automatic signatures are shown
+
+
+def test_connection_refused_retries_then_says_so(tmp_path):
+    port = free_port()                               # nothing listens there: a real refusal
+    run = write_run(tmp_path / "run", run_items()[:3])
+    key = "secret-key-that-must-not-leak-123456"
+    res = CliRunner().invoke(main, ["review", "export", str(run), "--rubric", str(MEDICAL), "--url",
+                                    f"http://127.0.0.1:{port}", "--api-key", key, "--retries", "3"])
+    assert res.exit_code == 1
+    assert f"http://127.0.0.1:{port} did not answer" in res.output and "after 3 attempts" in res.output
+    assert "ConnectError" in res.output and "Traceback" not in res.output
+    assert "retry 1/2 in 0.5 s" in res.output and "retry 2/2 in 1.0 s" in res.output    # backoff doubles
+    assert key not in res.output
+    assert all(key not in f.read_text(encoding="utf-8") for f in run.rglob("*") if f.is_file())
+    # the offline files were written before the server was needed: nothing is lost
+    assert len(json.loads((run / "review" / "tasks.json").read_text())) == 3

@@ -19,7 +19,6 @@ from scipy.stats import spearmanr
 from evalkit.cli import main
 from evalkit.review.client import LabelStudioClient
 from evalkit.review.export import export_run, item_key
-from evalkit.review.localserver import free_port
 from evalkit.rubric import label_config, load_rubric
 from ls_server import label_studio, ls_template, user_tokens  # noqa: F401 (fixtures)
 from review_data import run_items, write_run
@@ -183,21 +182,6 @@ def test_personal_access_token_and_bad_key(label_studio, tmp_path):
                                     label_studio.url, "--api-key", wrong])
     assert res.exit_code == 1 and "HTTP 401" in res.output and "API key" in res.output
     assert wrong not in res.output and "Traceback" not in res.output
-
-
-def test_connection_refused_retries_then_says_so(tmp_path):
-    port = free_port()                               # nothing listens there: a real refusal
-    run = write_run(tmp_path / "run", run_items()[:3])
-    key = "secret-key-that-must-not-leak-123456"
-    res = CliRunner().invoke(main, ["review", "export", str(run), "--rubric", str(MEDICAL), "--url",
-                                    f"http://127.0.0.1:{port}", "--api-key", key, "--retries", "3"])
-    assert res.exit_code == 1
-    assert f"http://127.0.0.1:{port} did not answer" in res.output and "after 3 attempts" in res.output
-    assert "ConnectError" in res.output and "Traceback" not in res.output
-    assert "retry 1/2 in 0.5 s" in res.output and "retry 2/2 in 1.0 s" in res.output    # backoff doubles
-    assert key not in res.output and key not in _files_text(run)
-    # the offline files were written before the server was needed: nothing is lost
-    assert len(json.loads((run / "review" / "tasks.json").read_text())) == 3
 
 
 class FlakyTransport(httpx.HTTPTransport):
