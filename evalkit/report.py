@@ -53,7 +53,8 @@ def _task_bars(name: str, e: dict) -> str:
     """Horizontal bars per task with the 95% interval as a whisker."""
     tasks = list(e["tasks"].items())
     scale = e["scale"]
-    w, row, left = 520, 26, 170
+    left = min(300, max(120, 8 * max(_width(f"{t} (n={e['n']})") for t, e in tasks) + 12))
+    w, row = 350 + left, 26
     h = row * len(tasks) + 24
     parts = [f'<svg width="{w}" height="{h}" role="img" aria-label="{_esc(LABELS.get(name, name))} per task">']
     x = lambda v: left + (w - left - 60) * max(0.0, min(1.0, (v or 0) / scale))   # noqa: E731
@@ -106,8 +107,12 @@ def _worst(rows: list[dict], metric: str, k: int = 15) -> str:
     for r in scored:
         ref = r.get("reference")
         ref = "\n---\n".join(ref) if isinstance(ref, list) else ref
+        if ref is None and "answer" in r:
+            ref = f"answer {r['answer']}" + (f": {r['choices']['ABCDEFGHIJ'.index(r['answer'])]}" if r.get("choices") else "")
+        prompt = str(r["prompt"])
+        prompt = prompt if len(prompt) <= 300 else "…" + prompt[-300:]   # the question, not the few-shot block
         out.append(f'<tr><td>{_esc(r["id"])}</td><td>{_esc(r["task"])}</td><td>{r[metric]:.3f}</td>'
-                   f'<td>{_esc(str(r["prompt"])[:300])}</td><td>{_esc(str(r["prediction"])[:400])}</td>'
+                   f'<td>{_esc(prompt)}</td><td>{_esc(str(r["prediction"])[:400])}</td>'
                    f'<td>{_esc(str(ref)[:400])}</td></tr>')
     out.append("</table>")
     return "".join(out)
