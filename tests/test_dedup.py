@@ -214,3 +214,10 @@ def test_accuracy_on_the_benchmark_corpus(tmp_path, shared_bench):
                                       check=True, capture_output=True, text=True).stdout)
     assert score["precision"] >= 0.99 and score["recall"] >= 0.88, score
     assert score["lost_clusters"] <= 5, score
+
+
+def test_empty_table_and_punctuation_only_texts(tmp_path):
+    step = Dedup({"workers": 1}, Context(work_dir=tmp_path / "work", show_progress=False))
+    assert list(step.select(Table([]))) == []                       # an earlier step dropped everything
+    drops, _ = run_step([doc("a", "。。。"), doc("b", "！！"), doc("c", "正常的一句话。")], tmp_path / "p")
+    assert set(drops) == {"b"} and drops["b"].reason == "duplicate:exact"   # nothing but punctuation: the same empty text

@@ -174,6 +174,8 @@ class Engine:
     def _dedup(self, runner, all_: dict, n_prior: int, times: dict) -> Result:
         t = time.time()
         n = len(all_["ids"])
+        if n == 0:                             # an earlier step may have dropped everything
+            return Result([], {"records": 0, "kept": 0, "removed": {"exact": 0, "near": 0}, "cluster_sizes": {}})
         exact = all_["exact"]
         # exact copies: every member of a run of equal hashes points at the run's first record
         by_hash = np.argsort(exact, kind="stable")
