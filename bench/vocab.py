@@ -10,16 +10,18 @@ against the anchor (the stock SmolLM2-135M-Instruct tokenizer and model) in the 
               ids identical to the base tokenizer's (texts with a Chinese character left out and
               counted).
 4. decoding   same model weights (SmolLM2-135M-Instruct, fp32, CPU), same prompts (held-out
-              medical questions, "问：...\\n答："), greedy:
-              a. forced: the time to emit the held-out doctor's answer token by token (one
-                 KV-cached forward + argmax per token, the reference token fed back), i.e. the
-                 decoding cost of that exact Chinese text under each tokenizer;
-              b. free: greedy generation of GEN_TOKENS new tokens, Chinese characters of output
-                 per second. The expanded model's new rows start untrained (subword-mean init),
-                 so both models first get the same embeddings-only warm-up (same texts, steps,
-                 batch and window; the base trains the rows its tokens use, the expanded model its
-                 new rows, trainplug.embeddings.warmup_new_embeddings). A 135M English model's
-                 Chinese is poor either way: (b) measures output characters per second, not quality.
+              medical questions, "问：...\n答："), greedy, per token one KV-cached forward + argmax:
+              a. step: the cost of one decoding step for each model (the expanded LM head is
+                 larger), alternating step by step; times the held-out tokens-per-character ratio
+                 it gives the Chinese characters per second either model decodes the same text at;
+              b. forced: the time to emit the held-out doctor's answer token by token (the
+                 reference token fed back): the same Chinese text under each tokenizer, measured;
+              c. free: greedy generation of GEN_TOKENS new tokens, Chinese characters of output
+                 per second. The new rows start untrained (subword-mean init: an untrained
+                 expanded model still prefers the old pieces), so the expanded model first gets a
+                 short embeddings-only warm-up (trainplug.embeddings.warmup_new_embeddings, new rows
+                 only, transformer frozen; --warm-base gives the base the same on its rows). A 135M
+                 English model's Chinese is poor either way: (c) counts characters, not quality.
               Runs alternate base/expanded per prompt so load drift on a shared machine cancels.
 
     .venv/bin/python bench/vocab.py                # the recorded run (results in bench/out/vocab/)
@@ -142,13 +144,32 @@ def _generate(model, tok, prompt: str, n: int):
     return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True), dt
 
 
-def stage_decode(args, base_dir: str, tok_dir: Path) -> dict:
+def _step_costs(base, expanded, base_ids, new_ids, rounds: int) -> dict:
+    """Seconds per decoding step (one cached forward + argmax), the two models alternating step by
+    step at the same context length, so load changes on a shared machine hit both alike."""
+    import statistics
+
+    import torch
+    times = {"base": [], "expanded": []}
+    with torch.inference_mode():
+        for r in range(rounds):
+            for name, model, ids in (("base", base, base_ids), ("expanded", expanded, new_ids))[::1 if r % 2 else -1]:
+                out = model(input_ids=torch.tensor([ids[:-1]]), use_cache=True)
+                t = time.perf_counter()
+                model(input_ids=torch.tensor([ids[-1:]]), past_key_values=out.past_key_values, use_cache=True).logits.argmax(-1)
+                times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"rounds": rounds, "context_tokens": len(base_ids), "median_s": {k: round(v, 4) for k, v in med.items()},
+            "tokens_per_s": {k: round(1 / v, 2) for k, v in med.items()},
+            "ratio_tokens_per_s": round(med["base"] / med["expanded"], 3)}
+
+
+def stage_decode(args, base_dir: str, tok_dir: Path, heldout_medical: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from curate.vocab.corpus import cjk_count
     from curate.reading import SourceSpec, parse_mapping, read_source
-    from curate.vocab.corpus import in_heldout
+    from curate.vocab.corpus import cjk_count, in_heldout
     from trainplug.embeddings import resize_embeddings, warmup_new_embeddings
     torch.manual_seed(0)
     if args.threads:
@@ -169,7 +190,15 @@ def stage_decode(args, base_dir: str, tok_dir: Path) -> dict:
            "params_base": sum(p.numel() for p in base.parameters()),
            "params_expanded": sum(p.numel() for p in expanded.parameters())}
 
-    # a. forced decoding of the held-out answers (needs no training: the cost of the text itself)
+    # a. cost of one decoding step, and what it implies for the same Chinese text
+    ctx = fmt(held[0]) + held[0]["messages"][1]["content"]
+    b_ids = base_tok(ctx, add_special_tokens=False)["input_ids"][:args.context]
+    n_ids = new_tok(ctx, add_special_tokens=False)["input_ids"][:args.context]
+    res["step"] = _step_costs(base, expanded, b_ids, n_ids, args.step_rounds)
+    tpc = heldout_medical["before"]["tokens_per_char"] / heldout_medical["after"]["tokens_per_char"]
+    res["step"]["implied_ratio_chars_per_s"] = round(res["step"]["ratio_tokens_per_s"] * tpc, 3)
+
+    # b. forced decoding of held-out answers: the time to emit that exact text under each tokenizer
     forced = {"base": [0.0, 0, 0], "expanded": [0.0, 0, 0]}   # seconds, tokens, Chinese chars
     for k, (prompt, answer) in enumerate(prompts):
         order = [("base", base, base_tok), ("expanded", expanded, new_tok)]
@@ -185,20 +214,23 @@ def stage_decode(args, base_dir: str, tok_dir: Path) -> dict:
     res["forced"]["ratio_chars_per_s"] = round(res["forced"]["expanded"]["chinese_chars_per_s"]
                                                / res["forced"]["base"]["chinese_chars_per_s"], 3)
 
-    # b. free-running greedy generation after the same embeddings-only warm-up for both
+    # c. free-running greedy generation; the new rows first get the embeddings-only warm-up
     warm = {}
-    if args.warmup_steps:
-        base_rows = sorted({i for t in warm_texts for i in base_tok(t, add_special_tokens=False)["input_ids"]})
-        for name, model, tok, rows in (("base", base, base_tok, base_rows), ("expanded", expanded, new_tok, new_ids)):
-            t = time.time()
-            losses = warmup_new_embeddings(model, tok, warm_texts, rows, steps=args.warmup_steps, lr=args.warmup_lr,
-                                           batch_size=args.warmup_batch, seq_len=args.warmup_len, seed=0,
-                                           progress=not args.no_progress)
-            model.eval()
-            warm[name] = {"rows": len(rows), "steps": args.warmup_steps, "first_loss": round(losses[0], 3),
-                          "last_loss": round(sum(losses[-5:]) / len(losses[-5:]), 3), "seconds": round(time.time() - t, 1)}
+    models = [("expanded", expanded, new_tok, new_ids)]
+    if args.warm_base:   # the same budget for the base, on the rows its tokens of these texts use
+        rows = sorted({i for t in warm_texts for i in base_tok(t, add_special_tokens=False)["input_ids"]})
+        models.insert(0, ("base", base, base_tok, rows))
+    for name, model, tok, rows in models if args.warmup_steps else []:
+        t = time.time()
+        losses = warmup_new_embeddings(model, tok, warm_texts, rows, steps=args.warmup_steps, lr=args.warmup_lr,
+                                       batch_size=args.warmup_batch, seq_len=args.warmup_len, seed=0,
+                                       progress=not args.no_progress)
+        model.eval()
+        warm[name] = {"rows": len(rows), "steps": args.warmup_steps, "batch": args.warmup_batch,
+                      "window": args.warmup_len, "lr": args.warmup_lr, "first_loss": round(losses[0], 3),
+                      "last5_loss": round(sum(losses[-5:]) / len(losses[-5:]), 3), "seconds": round(time.time() - t, 1)}
     res["warmup"] = warm
-    free = {"base": [0.0, 0, 0, 0, 0], "expanded": [0.0, 0, 0, 0, 0]}  # s, chars, cjk, new-token outputs, U+FFFD
+    free = {"base": [0.0, 0, 0, 0, 0], "expanded": [0.0, 0, 0, 0, 0]}  # s, chars, Chinese, new-token uses, U+FFFD
     samples = {}
     for k, (prompt, _) in enumerate(prompts):
         order = [("base", base, base_tok), ("expanded", expanded, new_tok)]
@@ -211,14 +243,15 @@ def stage_decode(args, base_dir: str, tok_dir: Path) -> dict:
             f[4] += text.count("\ufffd")
             if name == "expanded":
                 f[3] += sum(i >= len(base_tok) for i in tok(text, add_special_tokens=False)["input_ids"])
-            samples.setdefault(name, []).append(text[:80])
-    res["free"] = {n: {"seconds": round(s, 2), "tokens": args.gen_tokens * len(prompts), "chars": c,
-                       "chinese_chars": z, "new_token_uses": u, "replacement_chars": r,
-                       "tokens_per_s": round(args.gen_tokens * len(prompts) / s, 2),
-                       "chinese_chars_per_s": round(z / s, 2)} for n, (s, c, z, u, r) in free.items()}
+            samples.setdefault(name, []).append(text[:60])
+    n = args.gen_tokens * len(prompts)
+    res["free"] = {k: {"seconds": round(s, 2), "tokens": n, "chars": c, "chinese_chars": z,
+                       "chinese_chars_per_token": round(z / n, 3), "new_token_uses": u, "replacement_chars": r,
+                       "tokens_per_s": round(n / s, 2), "chinese_chars_per_s": round(z / s, 2)}
+                   for k, (s, c, z, u, r) in free.items()}
     b = res["free"]["base"]["chinese_chars_per_s"]
     res["free"]["ratio_chars_per_s"] = round(res["free"]["expanded"]["chinese_chars_per_s"] / b, 3) if b else None
-    res["free"]["samples"] = {n: s[:3] for n, s in samples.items()}
+    res["free"]["samples"] = samples
     return res
 
 
@@ -226,14 +259,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=20000)
     ap.add_argument("--strings", type=int, default=10000)
-    ap.add_argument("--prompts", type=int, default=8)
-    ap.add_argument("--answer-chars", type=int, default=80)
-    ap.add_argument("--gen-tokens", type=int, default=48)
-    ap.add_argument("--warmup-steps", type=int, default=40)
+    ap.add_argument("--prompts", type=int, default=6)
+    ap.add_argument("--answer-chars", type=int, default=48)
+    ap.add_argument("--gen-tokens", type=int, default=32)
+    ap.add_argument("--context", type=int, default=64, help="context tokens of the step-cost measurement")
+    ap.add_argument("--step-rounds", type=int, default=60)
+    ap.add_argument("--warmup-steps", type=int, default=30)
     ap.add_argument("--warmup-texts", type=int, default=400)
-    ap.add_argument("--warmup-batch", type=int, default=4)
+    ap.add_argument("--warmup-batch", type=int, default=2)
     ap.add_argument("--warmup-len", type=int, default=128)
     ap.add_argument("--warmup-lr", type=float, default=5e-3)
+    ap.add_argument("--warm-base", action="store_true", help="give the base the same warm-up (rows its tokens use)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 2k tokens, 500 strings, 2 prompts")
@@ -241,7 +277,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "vocab"))
     args = ap.parse_args()
     if args.quick:
-        args.size, args.strings, args.prompts, args.gen_tokens, args.warmup_steps = 2000, 500, 2, 16, 2
+        args.size, args.strings, args.prompts, args.gen_tokens, args.warmup_steps = 2000, 500, 2, 8, 2
+        args.answer_chars, args.step_rounds = 16, 6
         args.out = args.out + "-quick"
     if not MEDICAL.exists():
         sys.exit(f"{MEDICAL} is missing: this benchmark needs ../shared/data")
@@ -259,7 +296,7 @@ def main() -> None:
     res["unchanged"] = stage_unchanged(base, new)
     if not args.skip_decode:
         print("4. decoding", flush=True)
-        res["decode"] = stage_decode(args, base_dir, out / "tok")
+        res["decode"] = stage_decode(args, base_dir, out / "tok", res["tokenizer"]["heldout_medical"])
     (out / "results.json").write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")
     t, r, u = res["tokenizer"], res["round_trip"], res["unchanged"]
     h = t["heldout_medical"]
@@ -269,6 +306,8 @@ def main() -> None:
     print(f"ids changed: english {u['english']['changed']}/{u['english']['texts']}, code {u['code']['changed']}/{u['code']['texts']}")
     if "decode" in res:
         d = res["decode"]
+        print(f"step: base {d['step']['tokens_per_s']['base']} tok/s, expanded {d['step']['tokens_per_s']['expanded']} "
+              f"tok/s; implied Chinese chars/s ratio {d['step']['implied_ratio_chars_per_s']}")
         for k in ("forced", "free"):
             print(f"{k}: base {d[k]['base']['chinese_chars_per_s']} zh chars/s, expanded "
                   f"{d[k]['expanded']['chinese_chars_per_s']} zh chars/s, ratio {d[k]['ratio_chars_per_s']}")
