@@ -38,7 +38,7 @@ class CjkTokenizer:
         if not texts:
             return []
         joined = "".join(texts)
-        cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
         cps = np.where((cps >= 65) & (cps <= 90), cps + 32, cps)     # ASCII lower case only
         lens = np.array([len(t) for t in texts], dtype=np.int64)
         first = np.zeros(len(cps), dtype=bool)
@@ -52,7 +52,7 @@ class CjkTokenizer:
         prev_alnum &= ~first
         start = (~space & ~alnum) | (alnum & ~prev_alnum)
         starts = np.flatnonzero(start)
-        ids = cps[starts]
+        ids = cps[starts].astype(np.int64)
         # token ends: an alnum run ends where the next character is not alnum (or a text ends)
         nxt_alnum = np.zeros(len(cps), dtype=bool)
         nxt_alnum[:-1] = alnum[1:] & ~first[1:]
@@ -63,8 +63,7 @@ class CjkTokenizer:
             long = ends > starts[multi]
             for k, s, e in zip(multi[long].tolist(), starts[multi][long].tolist(), ends[long].tolist()):
                 ids[k] = 0x110000 + vocab.setdefault(joined[s:e + 1].lower(), len(vocab))   # ASCII run
-        text_of = np.searchsorted(np.cumsum(lens), starts, side="right")
-        return np.split(ids, np.searchsorted(text_of, np.arange(1, len(texts))))
+        return _split_by_text(ids, start, np.cumsum(lens))
 
 
 class JiebaTokenizer:
@@ -91,6 +90,36 @@ def _whitespace() -> np.ndarray:
     every = "".join(map(chr, range(0x3001)))   # no whitespace above U+3000
     table[[m.start() for m in re.finditer(r"\s", every)]] = True   # re's \s is str.isspace
     return table
+
+
+def whitespace_token_ids(texts: list[str], vocab: dict) -> list[np.ndarray]:
+    """``text.split()`` for many texts at once, as ids: a one-character token is its code point,
+    a longer one 0x110000 + its number in ``vocab`` (only those go through Python)."""
+    if not texts:
+        return []
+    joined = "".join(texts)
+    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    ends_of_text = np.cumsum([len(t) for t in texts])
+    space = _whitespace()[cps]
+    boundary = np.zeros(len(cps) + 1, dtype=bool)          # a token cannot cross a text boundary
+    boundary[ends_of_text] = True
+    prev_space = np.ones(len(cps), dtype=bool)
+    prev_space[1:] = space[:-1] | boundary[1:-1]
+    next_space = np.ones(len(cps), dtype=bool)
+    next_space[:-1] = space[1:] | boundary[1:-1]
+    is_start = ~space & prev_space
+    starts = np.flatnonzero(is_start)
+    ends = np.flatnonzero(~space & next_space)              # inclusive, paired with starts
+    ids = cps[starts].astype(np.int64)
+    for k in np.flatnonzero(ends > starts).tolist():
+        ids[k] = 0x110000 + vocab.setdefault(joined[starts[k]:ends[k] + 1], len(vocab))
+    return _split_by_text(ids, is_start, ends_of_text)
+
+
+def _split_by_text(ids: np.ndarray, is_start: np.ndarray, ends_of_text: np.ndarray) -> list[np.ndarray]:
+    """Cut the token ids of all texts back into one array per text (by tokens started before each end)."""
+    before = np.concatenate([[0], np.cumsum(is_start, dtype=np.int32)])[ends_of_text]
+    return np.split(ids, before[:-1])
 
 
 def rouge_tokenizer(name: str):
@@ -123,9 +152,9 @@ def cjk_share(texts) -> float:
 
 def default_bleu_tokenizer(references) -> str:
     """``zh`` when at least 10% of the reference characters are CJK, else ``13a`` (sacrebleu's);
-    the first 5,000 references decide."""
+    the first 1,000 references decide."""
     from itertools import islice
-    return "zh" if cjk_share(islice(references, 5000)) >= 0.10 else "13a"
+    return "zh" if cjk_share(islice(references, 1000)) >= 0.10 else "13a"
 
 
 # -- sacrebleu tokenizers, fast ----------------------------------------------------------------
@@ -156,8 +185,9 @@ def _space_out(lines: list[str], table: np.ndarray) -> list[str]:
     if not lines:
         return []
     cps = np.frombuffer("".join(lines).encode("utf-32-le"), dtype=np.uint32)
-    mark = table[cps].astype(np.int64)
-    before = np.concatenate([[0], np.cumsum(mark)])       # marked characters before each position
+    mark = table[cps]
+    before = np.zeros(len(cps) + 1, dtype=np.int64)        # marked characters before each position
+    np.cumsum(mark, dtype=np.int64, out=before[1:])
     out = np.full(len(cps) + 2 * int(before[-1]), 32, dtype=np.uint32)
     out[np.arange(len(cps)) + 2 * before[:-1] + mark] = cps
     text = out.tobytes().decode("utf-32-le")
@@ -176,11 +206,14 @@ class _FastRegexp:
         assert len(rules) == 4, "sacrebleu's TokenizerRegexp changed; update evalkit.tokenize"
         self._rest = [(rx, repl, need) for (rx, repl), need in zip(rules[1:], (".,", ".,", "-"))]
 
-    def __call__(self, line: str) -> str:
+    def rules(self, line: str) -> str:
         for rx, repl, need in self._rest:
             if any(c in line for c in need):
                 line = rx.sub(repl, line)
-        return " ".join(line.split())
+        return line
+
+    def __call__(self, line: str) -> str:
+        return " ".join(self.rules(line).split())
 
 
 class FastTokenizerZh:
@@ -200,6 +233,12 @@ class FastTokenizerZh:
 
     def batch(self, lines: list[str]) -> list[str]:
         return [self._post(x) for x in _space_out([self._pre(x) for x in lines], self._table)]
+
+    def ids_batch(self, lines: list[str], vocab: dict) -> list[np.ndarray]:
+        """The tokens of ``batch(lines)`` (split on spaces) as ids, without building token lists."""
+        spaced = _space_out([self._pre(x) for x in lines], self._table)
+        spaced = [self._post.rules(x) for x in spaced]
+        return whitespace_token_ids(spaced, vocab)
 
     def __call__(self, line: str) -> str:
         return self.batch([line])[0]
