@@ -2,6 +2,7 @@
 any work.  ``load_config`` returns a plain dict or raises ConfigError listing *every* problem."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -9,6 +10,7 @@ import yaml
 from .reading import SHAPES, SUFFIX_FORMATS, InputError, expand_inputs, parse_mapping
 
 TOP_KEYS = {"inputs", "out", "seed", "steps", "order", "workers", "batch_size", "output_format", "progress"}
+PATH_OPTIONS = {"lexicon", "tokenizer", "index"}   # step options that name files
 INPUT_KEYS = {"path", "map", "shape", "task", "encoding", "role"}
 
 
@@ -105,7 +107,7 @@ def load_config(path: str | None = None, *, inputs=(), mapping: str | None = Non
             problems.append(f"{where}: has no path")
             continue
         if path and not Path(item["path"]).is_absolute() and not inputs:
-            item["path"] = str(base / item["path"])
+            item["path"] = os.path.normpath(base / item["path"])
         m = mapping if mapping is not None and (inputs or len(raw_inputs) == 1) else item.get("map")
         try:
             item["map"] = parse_mapping(m) if isinstance(m, str) else dict(m or {})
@@ -122,7 +124,7 @@ def load_config(path: str | None = None, *, inputs=(), mapping: str | None = Non
 
     cfg["out"] = out or cfg.get("out") or "out"
     if path and not inputs and not out and not Path(cfg["out"]).is_absolute():
-        cfg["out"] = str(base / cfg["out"])
+        cfg["out"] = os.path.normpath(base / cfg["out"])
     for key, default in (("seed", 0), ("workers", 0), ("batch_size", 2000)):
         cfg.setdefault(key, default)
         if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 0:
@@ -134,6 +136,11 @@ def load_config(path: str | None = None, *, inputs=(), mapping: str | None = Non
     if not isinstance(steps_cfg, dict):
         problems.append("steps: expected a mapping of step name to options (or false to switch off)")
         steps_cfg = {}
+    if path:   # file options in a config file are relative to that file, like its inputs
+        for opts in steps_cfg.values():
+            for key in PATH_OPTIONS & set(opts if isinstance(opts, dict) else ()):
+                if isinstance(opts[key], str) and opts[key] and not Path(opts[key]).is_absolute():
+                    opts[key] = os.path.normpath(base / opts[key])
     order = cfg.get("order") or list(DEFAULT_ORDER)
     for name in [*steps_cfg, *order]:
         if name not in STEP_CLASSES:

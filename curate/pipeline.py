@@ -150,7 +150,10 @@ def _process_batch(segment: tuple[str, list, Context], records: list[dict], read
         counts["dropped"]["read"] = dict(Counter(r["reason"] for r in read_rejects))
     for rec in records:
         for step in steps_now:
-            res = step.process(rec)
+            try:
+                res = step.process(rec)
+            except Exception as e:   # one odd record must not stop a million-record run: reject it, loudly
+                res = Drop(f"error:{type(e).__name__}", f"step {step.name} raised on this record: {e}"[:500])
             if isinstance(res, Drop):
                 rejects.append({**rec, "stage": step.name, "reason": res.reason, "detail": res.detail,
                                 "duplicate_of": res.duplicate_of, "similarity": res.similarity})
