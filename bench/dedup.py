@@ -3,6 +3,7 @@ run, on make_dedup_corpus.py output, each scored with score_dedup.py.
 
     .venv/bin/python bench/dedup.py                       # 100k: anchor, ours (engine, CLI), datatrove if installed
     .venv/bin/python bench/dedup.py --big 1000000          # plus 1M docs: ours (engine and `curate dedup`)
+    .venv/bin/python bench/dedup.py --recipes anchor,ours  # just the ratio
 
 Every recipe runs in its own process; wall time and peak RSS (the whole process tree, polled)
 are measured from outside.  The anchor is the recipe users write first: character 5-grams of the
@@ -173,16 +174,15 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--big", type=int, default=0, help="also run ours on a corpus this big (e.g. 1000000)")
     ap.add_argument("--datatrove-python", default="/tmp/dt-venv/bin/python")
-    ap.add_argument("--skip-anchor", action="store_true")
+    ap.add_argument("--recipes", default="anchor,ours,curate,datatrove", help="which to run on the --docs corpus")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     small = corpus_of(a.docs)
-    rows = []
-    if not a.skip_anchor:
-        rows.append(run_recipe("anchor", small))
-    rows.append(run_recipe("ours", small))
-    rows.append(run_recipe("curate", small))
-    if a.datatrove_python and Path(a.datatrove_python).exists():
+    rows, wanted = [], a.recipes.split(",")
+    for name in ("anchor", "ours", "curate"):
+        if name in wanted:
+            rows.append(run_recipe(name, small))
+    if "datatrove" in wanted and a.datatrove_python and Path(a.datatrove_python).exists():
         rows.append(run_recipe("datatrove", small, a.datatrove_python))
     if a.big:
         big = corpus_of(a.big)
@@ -195,7 +195,7 @@ def main() -> None:
         ratio = f"{r['docs_per_s'] / anchor_rate:.1f}" if anchor_rate and r["docs"] == a.docs else "-"
         print(f"| {r['recipe']} | {r['docs']:,} | {r['seconds']} | {r['docs_per_s']:,} | {ratio} | {r['peak_rss_gb']} | "
               f"{r['precision']} | {r['recall']} | {r['f1']} | {r['lost_clusters']} |")
-    (OUT / "dedup-results.json").write_text(json.dumps({"machine": f"{os.cpu_count()} cores",
+    (OUT / f"dedup-results-{time.strftime('%H%M')}.json").write_text(json.dumps({"machine": f"{os.cpu_count()} cores",
                                                         "date": time.strftime("%Y-%m-%d %H:%M"),
                                                         "load_avg_at_end": os.getloadavg(), "rows": rows}, indent=1))
 
