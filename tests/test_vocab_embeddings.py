@@ -82,9 +82,11 @@ def test_trainplug_sft_with_the_expanded_tokenizer_then_generate(tmp_path, model
 
     from trainplug.cli import main as trainplug_main
     data = tmp_path / "curated.jsonl"
-    write_jsonl(data, medical[:60])
-    cfg = {"data": str(data), "model": str(model_dir), "tokenizer": str(tok_dir), "max_seq_len": 96,
-           "batch_tokens": 192, "max_steps": 2, "save_every": 2, "eval_every": 0, "eval_at_start": False,
+    short = [dict(r, messages=[{"role": m["role"], "content": m["content"][:50]} for m in r["messages"]])
+             for r in medical[:60]]
+    write_jsonl(data, short)
+    cfg = {"data": str(data), "model": str(model_dir), "tokenizer": str(tok_dir), "max_seq_len": 128,
+           "batch_tokens": 256, "overlong": "drop", "max_steps": 2, "save_every": 2, "eval_every": 0, "eval_at_start": False,
            "eval_fraction": 0.05, "eval_max": 4, "progress": False, "tensorboard": False,
            "new_tokens": {"train": "trainable_tokens", "warmup_steps": 1, "warmup_lr": 2e-3},
            "out": str(tmp_path / "out")}

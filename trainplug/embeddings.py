@@ -153,8 +153,10 @@ def warmup_new_embeddings(model, tokenizer, texts: Iterable[str], new_ids: list[
         if eos is not None:
             stream.append(eos)
     windows = [stream[i:i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+    if not windows and len(stream) >= 2:   # less text than one window: one shorter window
+        windows = [stream]
     if not windows:
-        raise ValueError(f"warm-up texts give {len(stream)} tokens, fewer than one window of {seq_len}")
+        raise ValueError(f"warm-up texts give {len(stream)} tokens; need at least 2")
     random.Random(seed).shuffle(windows)
 
     head = model.get_output_embeddings()
