@@ -64,7 +64,7 @@ def ours(corpus: str, kept_path: str) -> None:
     frame = pl.read_ndjson(corpus, schema={"id": pl.Utf8, "text": pl.Utf8})
     ids = frame["id"]
     with tempfile.TemporaryDirectory(dir=OUT) as work:
-        result = Engine(Settings(), work, workers=os.cpu_count() or 2).run(frame.iter_slices(20000))
+        result = Engine(Settings(), work, workers=os.cpu_count() or 2).run(frame.iter_slices(5000))
     gone = {d.id for d in result.drops}
     Path(kept_path).write_text("".join(i + "\n" for i in ids.to_list() if i not in gone))
     print(json.dumps(result.report["seconds"]))

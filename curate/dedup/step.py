@@ -15,7 +15,7 @@ Options (``steps: dedup:`` in the YAML config):
     num_perm: 128, seed: 1  MinHash permutations (datasketch-compatible)
     index: ""          a folder: deduplicate against every set curated with this index before,
                        then add this run's kept records to it (incremental dedup)
-    batch_size: 20000  records per sketch batch (memory is bounded by this, not by the input)
+    batch_size: 5000   records per sketch batch (memory is bounded by this, not by the input)
     workers: 0         processes for sketching and verifying (0: all cores)
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Dedup(TableStep):
     name = "dedup"
     defaults = {"threshold": 0.55, "fields": "auto", "keep": "first", "quality_key": "quality",
                 "n_cjk": 3, "n_word": 1, "passage": 9, "num_perm": 128, "seed": 1, "index": "",
-                "batch_size": 20000, "workers": 0}
+                "batch_size": 5000, "workers": 0}
 
     @classmethod
     def settings(cls, options: dict) -> Settings:
