@@ -77,6 +77,10 @@ def _prepare_out(out: Path) -> None:
 
 def _swap_in(tmp: Path, out: Path) -> None:
     """Replace ``out`` with the finished folder ``tmp`` (a crash leaves the old one or the new one)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in tmp.iterdir():   # temp files are created 0600; a tokenizer folder is shared like any other
+        f.chmod(0o666 & ~umask)
     old = out.with_name(f".{out.name}.old{os.getpid()}")
     if out.exists():
         out.replace(old)
