@@ -32,10 +32,11 @@ def varlen_available() -> bool:
 def _varlen_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """transformers attention interface: query [1, H, T, D], key/value [1, Hkv, T, D] -> ([1, T, H, D], None)."""
     from torch.nn.attention.varlen import varlen_attn
-    cu = kwargs.get("cu_seq_lens_q")
+    cu, max_len = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
     if cu is None:   # no boundaries given (e.g. generation): one sequence
         cu = torch.tensor([0, query.shape[2]], dtype=torch.int32, device=query.device)
-    max_len = int(kwargs.get("max_length_q") or query.shape[2])
+        max_len = query.shape[2]
+    # (no int()/bool() on max_len: under torch.compile it is symbolic, and a cast would recompile per value)
     if query.shape[0] != 1:
         raise ValueError("varlen attention takes packed rows (batch size 1)")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))   # [T, H, D]
@@ -73,6 +74,7 @@ def _no_mask(*args, **kwargs):
 
 
 def register() -> None:
+    _varlen_params()   # read the signature now, outside any torch.compile trace
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
     AttentionInterface.register(NAME, _varlen_forward)

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import yaml
 
-from curate.config import ConfigError
-
 METHODS = ("lora", "qlora", "ia3", "prefix", "full")
 
 DEFAULTS: dict = {
@@ -47,6 +45,7 @@ DEFAULTS: dict = {
     "precision": "auto",          # auto: bf16 on GPU, fp32 on CPU
     "attention": "auto",          # auto: flash varlen on GPU where torch has it, else sdpa (block-diagonal)
     "gradient_checkpointing": False,
+    "compile": "auto",            # torch.compile each decoder layer: auto = on GPU; true; false
     "eval_fraction": 0.05,        # held-out share of the domain data (seeded by record id)
     "eval_max": 256,              # at most this many held-out records
     "eval_every": 100,            # steps; 0 = only at the end
@@ -66,7 +65,8 @@ FULL_LR_ADVICE = 2e-5
 NESTED = ("lora", "ia3", "prefix", "new_tokens", "guard")
 CHOICES = {"method": METHODS, "train_on": ("all_assistant", "last_assistant"), "overlong": ("truncate", "drop"),
            "precision": ("auto", "bf16", "fp32"),
-           "attention": ("auto", "varlen", "sdpa", "eager", "flash_attention_2", "flex_attention")}
+           "attention": ("auto", "varlen", "sdpa", "eager", "flash_attention_2", "flex_attention"),
+           "compile": ("auto", True, False)}
 
 
 def _type_name(v) -> str:
@@ -86,6 +86,7 @@ def _well_typed(default, val) -> bool:
 
 def load_config(path: str | None = None, *, overrides: dict | None = None, check_paths: bool = True) -> dict:
     """Merge YAML and flags (flags that are not None win), fill defaults, validate everything."""
+    from curate.config import ConfigError
     problems: list[str] = []
     raw: dict = {}
     if path:
@@ -119,7 +120,7 @@ def load_config(path: str | None = None, *, overrides: dict | None = None, check
                     problems.append(f"{key}.{sub}: expected {_type_name(DEFAULTS[key][sub])}, got {sv!r}")
                 else:
                     cfg[key][sub] = sv
-        elif not _well_typed(DEFAULTS[key], val) and key not in ("mix",):
+        elif not _well_typed(DEFAULTS[key], val) and key not in ("mix", "compile"):
             problems.append(f"{key}: expected {_type_name(DEFAULTS[key])}, got {val!r}")
         else:
             cfg[key] = val

@@ -5,8 +5,10 @@ steps. For each step's all-reduced loss and gradient norm it answers:
 
 * ``"apply"``   a normal step;
 * ``"skip"``    the loss or a gradient is not finite: the update is dropped (nothing applied);
-* ``"spike"``   the loss (or grad norm) is above ``spike_factor`` x its EMA: the update is
-                applied (clipped) but counted; spikes do not feed the EMA;
+* ``"spike"``   the loss is above ``spike_factor`` x its EMA: the update is applied (clipped)
+                but counted; spikes do not feed the EMAs. (The gradient norm's EMA is reported
+                beside each event: early in training norms grow legitimately, so they do not
+                decide on their own);
 * ``"rollback"`` ``spike_steps`` spikes in a row (or ``max_nonfinite`` non-finite steps in a
                 row): the recipe reloads the last good checkpoint, skips the offending data
                 window, lowers the learning rate by ``lr_factor`` and goes on;
@@ -41,7 +43,7 @@ class SpikeGuard:
             return self._maybe_rollback("skip", self.nonfinite_run >= o["max_nonfinite"])
         self.nonfinite_run = 0
         warm = self.healthy_steps >= o["warmup_steps"]
-        spiking = warm and (loss > o["spike_factor"] * self.ema_loss or grad_norm > o["spike_factor"] * max(self.ema_grad, 1e-8))
+        spiking = warm and loss > o["spike_factor"] * self.ema_loss
         if spiking:
             self.spike_run += 1
             return self._maybe_rollback("spike", self.spike_run >= o["spike_steps"])

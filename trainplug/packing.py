@@ -86,6 +86,15 @@ class Plan:
             del self.steps[max_steps:]
             del self.phase_of_step[max_steps:]
 
+    @classmethod
+    def from_steps(cls, steps: list[list[list[int]]], lengths: list[int]) -> "Plan":
+        """A plan given step by step (e.g. a benchmark replaying another trainer's batches)."""
+        plan = cls(lengths, ["sft"] * len(lengths), 0, budget=max(lengths, default=1), grad_accum=1, epochs=0,
+                   max_steps=None, seed=0)
+        plan.steps, plan.phase_of_step = steps, ["sft"] * len(steps)
+        plan.budget = max((sum(lengths[i] for i in p) for s in steps for p in s), default=1)
+        return plan
+
     def _general_stream(self, phase: str):
         """General examples of this phase's kind, in seeded rounds: each is used once per round."""
         pool = [i for i in range(self.n_train, len(self.lengths)) if self.kinds[i] == phase]

@@ -96,12 +96,46 @@ def build_model(cfg: dict, tok, world: dist.World, dataset: Dataset | None = Non
         warmup_new_embeddings(model, tok, texts, new_ids, steps=cfg["new_tokens"]["warmup_steps"],
                               lr=cfg["new_tokens"]["warmup_lr"], seq_len=min(512, cfg["max_seq_len"]),
                               seed=cfg["seed"], progress=cfg["progress"] and world.main)
+    return wrap_model(cfg, model, new_ids, world), base_path, attn_impl, new_ids
+
+
+def wrap_model(cfg: dict, model, new_ids: list[int], world: dist.World):
+    """The loaded base model -> the model to train (method, checkpointing, adapter dtype)."""
     if cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = make_trainable(model, cfg, new_ids)
     model.config.use_cache = False
-    return model, base_path, attn_impl, new_ids
+    if resolve_runtime(cfg, world)[1] is not None:
+        keep_adapter_inputs_in_compute_dtype(model)
+    if cfg["compile"] is True or (cfg["compile"] == "auto" and world.device.type == "cuda"):
+        compile_layers(model)
+    return model
+
+
+def compile_layers(model) -> int:
+    """torch.compile each decoder layer on its own (regional compilation, as torchtune does).
+
+    One compiled graph serves every layer, so compiling takes seconds, and each layer's many small
+    kernels (norms, rotary, adapters, activations) fuse: a step of a few thousand tokens is bound
+    by launching them, not by the matmuls. Shapes are dynamic (packed rows differ in length).
+    A compile error falls back to eager execution (dynamo's suppress_errors)."""
+    import torch._dynamo
+    torch._dynamo.config.suppress_errors = True
+    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
+
+
+def keep_adapter_inputs_in_compute_dtype(model) -> None:
+    """Under autocast, let adapters take bf16 inputs: peft otherwise copies every adapted layer's
+    input to the adapter's fp32 dtype (an extra full-size activation per layer, saved for backward)
+    although autocast runs the adapter's matmul in bf16 anyway."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    for m in model.modules():
+        if isinstance(m, BaseTunerLayer):
+            m.cast_input_dtype_enabled = False
 
 
 def prepare(cfg: dict, world: dist.World | None = None) -> Setup:

@@ -14,8 +14,6 @@ import math
 import time
 from pathlib import Path
 
-from curate.writing import write_jsonl, write_text
-
 
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a JSONL file; a torn last line (a kill mid-write) is ignored."""
@@ -49,6 +47,7 @@ class RunLog:
     def truncate(self, step: int) -> None:
         """Keep only the metrics of steps up to ``step`` (after a resume or a rollback)."""
         if self.enabled:
+            from curate.writing import write_jsonl
             write_jsonl(self.metrics_path, [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step])
 
     def _append(self, path: Path, row: dict) -> None:
@@ -136,6 +135,7 @@ td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top;
 <h2>Summary</h2><table>{sum_rows}</table>
 <h2>Resolved config</h2><pre>{html.escape(json.dumps(summary.get('config', {}), indent=2, ensure_ascii=False, default=str))}</pre>
 </body></html>"""
+    from curate.writing import write_text
     write_text(out / "report.html", page)
     return out / "report.html"
 
@@ -145,7 +145,7 @@ def manifest(summary: dict) -> dict:
     import sys
     from importlib.metadata import PackageNotFoundError, version
 
-    from curate.pipeline import file_sha256
+    import hashlib
     versions = {"python": sys.version.split()[0]}
     for pkg in ("sftkit", "torch", "transformers", "peft", "tokenizers", "safetensors"):
         try:
@@ -156,8 +156,8 @@ def manifest(summary: dict) -> dict:
     inputs = {}
     for key in ("data", "general"):
         p = cfg.get(key)
-        if p:
+        if p and Path(p).exists():
             from .data import curated_file
             f = curated_file(p)
-            inputs[key] = {"path": str(f), "sha256": file_sha256(str(f))}
+            inputs[key] = {"path": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
     return {**summary, "versions": versions, "inputs": inputs}
