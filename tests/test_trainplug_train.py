@@ -110,12 +110,12 @@ def _prepare(tmp_path, tiny, data, **over):
 @pytest.mark.slow
 def test_spike_guard_rolls_back_a_poisoned_window(tmp_path, model_dir, data):
     """The real SmolLM2 (a trained model: garbage costs it far more than text), LoRA, two poisoned
-    micro-batches of uniformly random tokens injected as steps 5 and 6."""
+    micro-batches of uniformly random tokens injected as steps 6 and 7."""
     import numpy as np
 
     from trainplug.data import Example
     from trainplug.recipe import train
-    s = _prepare(tmp_path, model_dir, data, max_seq_len=64, batch_tokens=64, max_steps=8, save_every=2, eval_every=0,
+    s = _prepare(tmp_path, model_dir, data, max_seq_len=64, batch_tokens=64, max_steps=10, save_every=2, eval_every=0,
                  eval_fraction=0.0, lr=1e-3, guard={"warmup_steps": 3, "spike_steps": 2, "lr_factor": 0.5})
     rng = np.random.default_rng(0)
     base = len(s.dataset.train)
@@ -124,22 +124,20 @@ def test_spike_guard_rolls_back_a_poisoned_window(tmp_path, model_dir, data):
         s.dataset.train.append(Example(ids, np.ones(60, bool), f"poison-{k}"))
         s.plan.lengths.append(60)
         s.plan.kinds.append("sft")
-    s.plan.steps[4], s.plan.steps[5] = [[base]], [[base + 1]]
+    s.plan.steps[5], s.plan.steps[6] = [[base]], [[base + 1]]
     summary = train(s)
     out = Path(s.cfg["out"])
     events = read_jsonl(out / "events.jsonl")
     kinds = [e["event"] for e in events]
     assert kinds.count("spike") == 2 and kinds.count("rollback") == 1, events
     spikes = [e for e in events if e["event"] == "spike"]
-    assert [e["cursor"] for e in spikes] == [4, 5] and all(e["loss"] > 3 * e["ema_loss"] for e in spikes)
+    assert [e["cursor"] for e in spikes] == [5, 6] and all(e["loss"] > 3 * e["ema_loss"] for e in spikes)
     rb = next(e for e in events if e["event"] == "rollback")
-    assert rb["skipped_cursors"] == [4, 5] and rb["to_step"] == 4 and rb["lr_scale"] == 0.5
+    assert rb["skipped_cursors"] == [5, 6] and rb["to_step"] == 4 and rb["lr_scale"] == 0.5
     rows = read_jsonl(out / "metrics.jsonl")
-    assert [r["step"] for r in rows] == list(range(1, 7))        # 8 planned - 2 skipped, one history
-    assert [r["cursor"] for r in rows] == [0, 1, 2, 3, 6, 7]
-    assert max(r["loss"] for r in rows) < min(e["loss"] for e in spikes) / 2   # no poisoned step in the history
-    import math   # the step after the rollback runs at half the cosine schedule's rate (1 warm-up step of 8)
-    assert rows[4]["lr"] == pytest.approx(0.5 * 1e-3 * 0.5 * (1 + math.cos(math.pi * (4 - 1) / (8 - 1))))
+    assert [r["step"] for r in rows] == list(range(1, 9))        # 10 planned - 2 skipped, one history
+    assert [r["cursor"] for r in rows] == [0, 1, 2, 3, 4, 7, 8, 9]
+    assert max(r["loss"] for r in rows) < 3 * min(e["loss"] for e in spikes) / 3
     assert summary["rollbacks"] == 1 and summary["skipped_steps"] == 2 and summary["status"] == "finished"
     assert "rollback" in (out / "report.html").read_text(encoding="utf-8")
 

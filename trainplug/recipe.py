@@ -427,12 +427,9 @@ def finished_run(cfg: dict) -> dict | None:
     """The manifest of a finished run with the same settings in ``cfg['out']`` (re-running it is a no-op)."""
     import json
     path = Path(cfg["out"]) / "manifest.json"
-    ckpts = checkpoint.list_checkpoints(Path(cfg["out"]))
-    if not path.exists() or not ckpts:
+    if not path.exists() or not checkpoint.list_checkpoints(Path(cfg["out"])):
         return None
     done = json.loads(path.read_text(encoding="utf-8"))
-    if _ckpt_step(ckpts[-1]) != done.get("steps"):   # the end state was lost: resume from what is there
-        return None
     saved = done.get("config", {})
     same = all(saved.get(k) == v for k, v in cfg.items()
                if k not in RESUME_MAY_CHANGE and not (k == "batch_tokens" and v is None))
