@@ -40,6 +40,7 @@ def config(tmp_path, tiny, data, **over) -> Path:
     cfg = {"data": str(data), "model": str(tiny), "max_seq_len": 96, "batch_tokens": 192, "max_steps": 6,
            "save_every": 2, "eval_every": 3, "eval_fraction": 0.1, "eval_max": 8, "lr": 3e-3, "progress": False,
            "out": str(tmp_path / "out"), **over}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     y = tmp_path / "run.yaml"
     y.write_text(json.dumps(cfg), encoding="utf-8")   # JSON is YAML
     return y
@@ -110,12 +111,12 @@ def _prepare(tmp_path, tiny, data, **over):
 @pytest.mark.slow
 def test_spike_guard_rolls_back_a_poisoned_window(tmp_path, model_dir, data):
     """The real SmolLM2 (a trained model: garbage costs it far more than text), LoRA, two poisoned
-    micro-batches of uniformly random tokens injected as steps 6 and 7."""
+    micro-batches of uniformly random tokens injected as steps 5 and 6."""
     import numpy as np
 
     from trainplug.data import Example
     from trainplug.recipe import train
-    s = _prepare(tmp_path, model_dir, data, max_seq_len=64, batch_tokens=64, max_steps=10, save_every=2, eval_every=0,
+    s = _prepare(tmp_path, model_dir, data, max_seq_len=64, batch_tokens=64, max_steps=8, save_every=2, eval_every=0,
                  eval_fraction=0.0, lr=1e-3, guard={"warmup_steps": 3, "spike_steps": 2, "lr_factor": 0.5})
     rng = np.random.default_rng(0)
     base = len(s.dataset.train)
@@ -124,20 +125,22 @@ def test_spike_guard_rolls_back_a_poisoned_window(tmp_path, model_dir, data):
         s.dataset.train.append(Example(ids, np.ones(60, bool), f"poison-{k}"))
         s.plan.lengths.append(60)
         s.plan.kinds.append("sft")
-    s.plan.steps[5], s.plan.steps[6] = [[base]], [[base + 1]]
+    s.plan.steps[4], s.plan.steps[5] = [[base]], [[base + 1]]
     summary = train(s)
     out = Path(s.cfg["out"])
     events = read_jsonl(out / "events.jsonl")
     kinds = [e["event"] for e in events]
     assert kinds.count("spike") == 2 and kinds.count("rollback") == 1, events
     spikes = [e for e in events if e["event"] == "spike"]
-    assert [e["cursor"] for e in spikes] == [5, 6] and all(e["loss"] > 3 * e["ema_loss"] for e in spikes)
+    assert [e["cursor"] for e in spikes] == [4, 5] and all(e["loss"] > 3 * e["ema_loss"] for e in spikes)
     rb = next(e for e in events if e["event"] == "rollback")
-    assert rb["skipped_cursors"] == [5, 6] and rb["to_step"] == 4 and rb["lr_scale"] == 0.5
+    assert rb["skipped_cursors"] == [4, 5] and rb["to_step"] == 4 and rb["lr_scale"] == 0.5
     rows = read_jsonl(out / "metrics.jsonl")
-    assert [r["step"] for r in rows] == list(range(1, 9))        # 10 planned - 2 skipped, one history
-    assert [r["cursor"] for r in rows] == [0, 1, 2, 3, 4, 7, 8, 9]
-    assert max(r["loss"] for r in rows) < 3 * min(e["loss"] for e in spikes) / 3
+    assert [r["step"] for r in rows] == list(range(1, 7))        # 8 planned - 2 skipped, one history
+    assert [r["cursor"] for r in rows] == [0, 1, 2, 3, 6, 7]
+    assert max(r["loss"] for r in rows) < min(e["loss"] for e in spikes) / 2   # no poisoned step in the history
+    import math   # the step after the rollback runs at half the cosine schedule's rate (1 warm-up step of 8)
+    assert rows[4]["lr"] == pytest.approx(0.5 * 1e-3 * 0.5 * (1 + math.cos(math.pi * (4 - 1) / (8 - 1))))
     assert summary["rollbacks"] == 1 and summary["skipped_steps"] == 2 and summary["status"] == "finished"
     assert "rollback" in (out / "report.html").read_text(encoding="utf-8")
 
@@ -222,3 +225,40 @@ def test_estimate_before_loading(tmp_path):
     r = CliRunner().invoke(main, ["estimate", "--model", str(llama7b), "--method", "full", "--data", str(data)])
     assert r.exit_code == 0, r.output
     assert "optimizer" in r.output and "total" in r.output and "start from a chat" in r.output
+
+
+def test_accumulated_micro_batches_give_the_big_batch_gradient(tmp_path, tiny, data):
+    """Two micro-batches with very different numbers of learned tokens, accumulated, must train
+    exactly like one micro-batch holding both (the loss is divided by the whole step's tokens,
+    not averaged per micro-batch)."""
+    from trainplug.packing import Plan
+    from trainplug.recipe import train
+    losses = {}
+    for name, accum in (("split", 2), ("whole", 1)):
+        s = _prepare(tmp_path / name, tiny, data, max_steps=3, eval_fraction=0.0, lr=2e-2, guard={"enabled": False},
+                     grad_accum=accum, lora={"dropout": 0.0}, batch_tokens=400)
+        lengths = [len(e) for e in s.dataset.train]
+        short = min(range(len(lengths)), key=lambda i: s.dataset.train[i].n_trainable)
+        long_ = max(range(len(lengths)), key=lambda i: s.dataset.train[i].n_trainable)
+        assert s.dataset.train[long_].n_trainable > 3 * s.dataset.train[short].n_trainable
+        steps = [[[short], [long_]]] * 3 if accum == 2 else [[[short, long_]]] * 3
+        s.plan = Plan.from_steps(steps, lengths)
+        train(s)
+        losses[name] = [r["loss"] for r in read_jsonl(Path(s.cfg["out"]) / "metrics.jsonl")]
+    assert losses["split"] == pytest.approx(losses["whole"], rel=1e-5)
+    assert losses["whole"][2] < losses["whole"][0]           # and it did train
+
+
+def test_early_stopping_and_general_mix(tmp_path, tiny, data):
+    general = tmp_path / "general.jsonl"
+    write_jsonl(general, [{**r, "id": "g-" + r["id"]} for r in sample_records()])
+    y = config(tmp_path, tiny, data, max_steps=8, eval_every=1, lr=1e-7, early_stopping_patience=2,
+               early_stopping_min_delta=0.01, lora={"use_dora": True})
+    r = CliRunner().invoke(main, ["sft", str(y), "--general", str(general), "--mix", "1:1"])
+    assert r.exit_code == 0, (r.output, r.exc_info)
+    out = tmp_path / "out"
+    stop = [e for e in read_jsonl(out / "events.jsonl") if e["event"] == "early_stop"]
+    assert stop and stop[0]["step"] == 3 and stop[0]["best_step"] == 1
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["status"] == "early stopped" and man["steps"] == 3 and man["data"]["general_examples"] > 0
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text())["use_dora"] is True

@@ -51,6 +51,7 @@ DEFAULTS: dict = {
     "eval_every": 100,            # steps; 0 = only at the end
     "eval_at_start": True,
     "early_stopping_patience": None,   # evals without improvement before stopping
+    "early_stopping_min_delta": 0.0,   # an eval loss must drop by more than this to count as better
     "save_every": 100,            # checkpoint every N steps (and always at the end)
     "keep_checkpoints": 3,
     "guard": {"enabled": True, "ema_beta": 0.9, "warmup_steps": 5, "spike_factor": 3.0, "spike_steps": 2,
@@ -74,14 +75,34 @@ def _type_name(v) -> str:
             list: "a list", dict: "a mapping"}.get(type(v), type(v).__name__)
 
 
-def _well_typed(default, val) -> bool:
-    if default is None or val is None:
-        return True
-    if isinstance(default, bool) or isinstance(val, bool):
-        return isinstance(default, bool) and isinstance(val, bool)
-    if isinstance(default, float):
-        return isinstance(val, (int, float))
-    return isinstance(val, type(default))
+# Types not read off the default (None = anything; such keys are checked further below).
+OPTIONAL_TYPES = {"lr": float, "batch_tokens": int, "max_steps": int, "early_stopping_patience": int,
+                  "data": str, "general": str, "model": str, "tokenizer": str, "chat_template": str,
+                  "mix": None, "compile": None, "target_modules": (str, list), "feedforward_modules": (str, list)}
+
+
+def _typed(name: str, default, val, problems: list[str]):
+    """``val`` checked against the default's type; returns the value to use (or None after a problem)."""
+    short = name.rsplit(".", 1)[-1]
+    expected = OPTIONAL_TYPES[short] if short in OPTIONAL_TYPES else type(default) if default is not None else None
+    if val is None or expected is None:
+        return val
+    if expected is float and isinstance(val, str):
+        try:   # YAML 1.1 (PyYAML) reads 1e-5, without a dot, as a string: take the number it means
+            val = float(val)
+        except ValueError:
+            pass
+    if expected is bool or expected is int:
+        ok = isinstance(val, expected) and (expected is bool or not isinstance(val, bool))
+    elif expected is float:
+        ok = isinstance(val, (int, float)) and not isinstance(val, bool)
+    else:
+        ok = isinstance(val, expected)
+    if not ok:
+        want = " or ".join(_type_name(t()) for t in (expected if isinstance(expected, tuple) else (expected,)))
+        problems.append(f"{name}: expected {want}, got {val!r}")
+        return None
+    return val
 
 
 def load_config(path: str | None = None, *, overrides: dict | None = None, check_paths: bool = True) -> dict:
@@ -116,14 +137,16 @@ def load_config(path: str | None = None, *, overrides: dict | None = None, check
             for sub, sv in val.items():
                 if sub not in DEFAULTS[key]:
                     problems.append(f"{key}.{sub}: unknown option (known: {', '.join(sorted(DEFAULTS[key]))})")
-                elif not _well_typed(DEFAULTS[key][sub], sv) and not (sub in ("target_modules", "feedforward_modules") and isinstance(sv, (str, list))):
-                    problems.append(f"{key}.{sub}: expected {_type_name(DEFAULTS[key][sub])}, got {sv!r}")
                 else:
-                    cfg[key][sub] = sv
-        elif not _well_typed(DEFAULTS[key], val) and key not in ("mix", "compile"):
-            problems.append(f"{key}: expected {_type_name(DEFAULTS[key])}, got {val!r}")
+                    n = len(problems)
+                    sv = _typed(f"{key}.{sub}", DEFAULTS[key][sub], sv, problems)
+                    if len(problems) == n:
+                        cfg[key][sub] = sv
         else:
-            cfg[key] = val
+            n = len(problems)
+            val = _typed(key, DEFAULTS[key], val, problems)
+            if len(problems) == n:
+                cfg[key] = val
     problems += _problems(cfg, check_paths)
     if problems:
         raise ConfigError(problems)
@@ -138,7 +161,7 @@ def _problems(cfg: dict, check_paths: bool) -> list[str]:
     out = []
     for key, choices in CHOICES.items():
         if cfg[key] not in choices:
-            out.append(f"{key}: {cfg[key]!r} is not one of {', '.join(choices)}")
+            out.append(f"{key}: {cfg[key]!r} is not one of {', '.join(map(str, choices))}")
     if not cfg["data"]:
         out.append("data: no training data given (use --data PATH or data: in the config)")
     for key in ("data", "general", "tokenizer", "chat_template"):

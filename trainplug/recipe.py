@@ -379,7 +379,7 @@ def train(s: Setup, resume: bool = False) -> dict:
         if s.dataset.eval and ((cfg["eval_every"] and st["step"] % cfg["eval_every"] == 0) or last):
             ev = evaluate(s, model)
             row["eval_loss"] = ev
-            if st["best_eval"] is None or ev < st["best_eval"]:
+            if st["best_eval"] is None or ev < st["best_eval"] - cfg["early_stopping_min_delta"]:
                 st.update(best_eval=ev, best_step=st["step"], evals_since_best=0)
                 save_output()
             else:
@@ -427,9 +427,12 @@ def finished_run(cfg: dict) -> dict | None:
     """The manifest of a finished run with the same settings in ``cfg['out']`` (re-running it is a no-op)."""
     import json
     path = Path(cfg["out"]) / "manifest.json"
-    if not path.exists() or not checkpoint.list_checkpoints(Path(cfg["out"])):
+    ckpts = checkpoint.list_checkpoints(Path(cfg["out"]))
+    if not path.exists() or not ckpts:
         return None
     done = json.loads(path.read_text(encoding="utf-8"))
+    if _ckpt_step(ckpts[-1]) != done.get("steps"):   # the end state was lost: resume from what is there
+        return None
     saved = done.get("config", {})
     same = all(saved.get(k) == v for k, v in cfg.items()
                if k not in RESUME_MAY_CHANGE and not (k == "batch_tokens" and v is None))
