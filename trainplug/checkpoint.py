@@ -33,10 +33,12 @@ def list_checkpoints(out: Path) -> list[Path]:
 
 
 def rng_state() -> dict:
-    """This process's RNG states (torch CPU and CUDA as tensors; Python and numpy as JSON-able lists)."""
+    """This process's RNG states (torch CPU and CUDA as tensors; Python and numpy as JSON-able lists).
+    CUDA: only this process's own device (under torchrun every process sees every GPU; touching
+    the others would open a context on each, and a resume on fewer GPUs could not set them)."""
     np_state = np.random.get_state()
     return {"torch": torch.get_rng_state(),
-            "cuda": torch.stack(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else None,
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
             "python": [list(random.getstate()[1]), random.getstate()[2]],
             "numpy": [np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
 
@@ -44,7 +46,10 @@ def rng_state() -> dict:
 def set_rng_state(st: dict) -> None:
     torch.set_rng_state(st["torch"])
     if st.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(st["cuda"]))
+        cuda = st["cuda"]
+        if cuda.dim() == 2:   # older checkpoints held every visible device's state
+            cuda = cuda[min(torch.cuda.current_device(), len(cuda) - 1)]
+        torch.cuda.set_rng_state(cuda)
     random.setstate((3, tuple(st["python"][0]), st["python"][1]))
     np.random.set_state(("MT19937", np.asarray(st["numpy"][0], dtype=np.uint32), *st["numpy"][1:]))
 
