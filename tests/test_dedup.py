@@ -1,5 +1,5 @@
 """The dedup step and `curate dedup` on real inputs: SFT records compared by prompt AND answer,
-documents by whole text, keep policies, the passage check, incremental dedup with a persisted
+documents by whole text, keep policies, the own-part check, incremental dedup with a persisted
 index, the command's outputs, and accuracy on the shared benchmark corpus."""
 from __future__ import annotations
 
@@ -124,15 +124,15 @@ def test_keep_policies(tmp_path):
         assert all(d.duplicate_of == winner for d in drops.values())
 
 
-def test_shared_passage_is_not_a_duplicate_but_a_dropped_sentence_is(tmp_path):
+def test_shared_passage_with_parts_of_their_own_is_not_a_duplicate_but_a_dropped_sentence_is(tmp_path):
     shared = "".join(SENTENCES[:6])
     a = doc("a", "这位患者三年前做过胆囊切除手术，" + shared + "术后恢复良好没有并发症。")
     b = doc("b", "另一位患者有二十年的高血压病史，" + shared + "近期血压控制得不太理想。")
     c = doc("c", "这位患者三年前做过胆囊切除手术，" + "".join(SENTENCES[:5]) + "术后恢复良好没有并发症。")
     drops, step = run_step([a, b, c], tmp_path, threshold=0.5)
     assert set(drops) == {"c"} and drops["c"].duplicate_of == "a"
-    assert step.report["rejected_by_passage_check"] >= 1
-    drops, _ = run_step([a, b, c], tmp_path / "off", threshold=0.5, passage=0)
+    assert step.report["rejected_by_own_part_check"] >= 1
+    drops, _ = run_step([a, b, c], tmp_path / "off", threshold=0.5, own=0)
     assert "b" in drops                                            # plain Jaccard would merge them
 
 
@@ -221,3 +221,24 @@ def test_empty_table_and_punctuation_only_texts(tmp_path):
     assert list(step.select(Table([]))) == []                       # an earlier step dropped everything
     drops, _ = run_step([doc("a", "。。。"), doc("b", "！！"), doc("c", "正常的一句话。")], tmp_path / "p")
     assert set(drops) == {"b"} and drops["b"].reason == "duplicate:exact"   # nothing but punctuation: the same empty text
+
+
+def test_records_that_share_a_sentence_but_each_add_their_own_all_stay(tmp_path):
+    """The cases that made earlier engines lose unique records: texts built around the same long
+    sentence, each with a short part of its own (a heading, a closing line), Chinese and English."""
+    long_zh = "".join(SENTENCES[:3])
+    long_en = ("The three cities in the United States with population over one million are New York City, "
+               "Los Angeles, and Chicago, and each of them has a large public transport network.")
+    records = [doc("zh1", "患者今年六十岁。" + long_zh), doc("zh2", long_zh + "曾经救治过吗？"),
+               doc("zh3", "有助于厌氧菌生长。" + long_zh + "祝您早日康复！"),
+               doc("en1", "Bottom screen. " + long_en), doc("en2", "Then turn the Raspberry Pi on and log in. " + long_en),
+               doc("en3", long_en + " Serve and enjoy!")]
+    rng = random.Random(3)
+    records += [doc("zh1-copy", edit(records[0]["text"], rng, 2)),                # real copies still go
+                doc("en3-copy", records[5]["text"].replace("public", "pubic"))]
+    drops, step = run_step(records, tmp_path)
+    assert set(drops) == {"zh1-copy", "en3-copy"}, drops
+    assert drops["zh1-copy"].duplicate_of == "zh1" and drops["en3-copy"].duplicate_of == "en3"
+    assert step.report["rejected_by_own_part_check"] >= 4
+    drops, _ = run_step(records, tmp_path / "off", own=0)                     # Jaccard alone merges them
+    assert len(drops) >= 5

@@ -1,5 +1,6 @@
-"""Near-dedup building blocks: shingles right for Chinese, English and mixed text; vectorized
-signatures equal to datasketch's; LeanMinHash / MinHashLSH interplay; estimate vs exact Jaccard."""
+"""Near-dedup building blocks: shingles right for Chinese, English and mixed text; the compiled
+kernels equal to their plain-Python references and to datasketch's MinHash, permutations and LSH
+parameters; LeanMinHash / MinHashLSH interplay; estimate vs exact Jaccard; own-part checks."""
 from __future__ import annotations
 
 import random
@@ -9,12 +10,19 @@ from itertools import combinations
 import numpy as np
 import pytest
 from datasketch import LeanMinHash, MinHash, MinHashLSH
+from datasketch.lsh import _optimal_param
 
 from curate.dedup.candidates import candidate_pairs
 from curate.dedup.clusters import components
-from curate.dedup.shingles import exact_hash, normalize, normalize_text, shingle_batch, shingle_hash, shingles, tokens
-from curate.dedup.signatures import band_keys, lean_minhash, lsh_params, minhash_batch, permutations
-from curate.dedup.verify import jaccard, novel_run
+from curate.dedup.kernels import sorted_sets
+from curate.dedup.shingles import (exact_hash, normalize, normalize_text, shingle_batch, shingle_hash, shingles,
+                                   sketch_texts, tokens)
+from curate.dedup.signatures import band_keys, lean_minhash, lsh_params, permutations
+from curate.dedup.verify import _sides, different, jaccard, own_rule
+
+
+def minhash_batch(texts, num_perm, seed):
+    return sketch_texts(texts, 3, 1, permutations(num_perm, seed))[3]
 
 BASE_ZH = ("患者持续性胸痛，心电图ST段抬高，建议立即行冠状动脉造影检查。平时注意低盐低脂饮食，戒烟限酒，"
            "每日3次，每次10mg，按时服药。如果出现胸闷、气短加重，请及时到医院就诊，不要自行停药。")
@@ -75,8 +83,7 @@ def test_vectorized_shingles_equal_the_reference():
 def test_signatures_equal_datasketch_minhash(num_perm, seed):
     rng = random.Random(seed)
     texts = [BASE_ZH, BASE_EN, MIXED, *ODD] + [edited(BASE_ZH, 0.03, rng) for _ in range(5)]
-    hv, off, _ = shingle_batch(texts, 3, 1)
-    sig = minhash_batch(hv, off, permutations(num_perm, seed))
+    sig = minhash_batch(texts, num_perm, seed)
     for i, t in enumerate(texts):
         m = MinHash(num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
         m.update_batch(shingles(tokens(normalize_text(t)), 3, 1))
@@ -99,8 +106,7 @@ def _corpus(n_bases=40, copies=3, seed=0):
 
 def test_lean_minhash_and_minhashlsh_find_what_our_bands_find():
     texts = _corpus()
-    hv, off, _ = shingle_batch(texts, 3, 1)
-    sig = minhash_batch(hv, off, permutations(128, 1))
+    sig = minhash_batch(texts, 128, 1)
     b, r = lsh_params(0.5, 128)
     lsh = MinHashLSH(threshold=0.5, num_perm=128)
     assert (lsh.b, lsh.r) == (b, r)                           # bands and rows as datasketch chooses them
@@ -125,7 +131,7 @@ def test_jaccard_estimate_agrees_with_exact_within_minhash_error():
     pairs = [(b, edited(b, rate, rng)) for b in bases for rate in (0.005, 0.02, 0.05, 0.1, 0.2, 0.4)]
     texts = [t for p in pairs for t in p]
     hv, off, _ = shingle_batch(texts, 3, 1)
-    sig = minhash_batch(hv, off, permutations(num_perm, 1))
+    sig = minhash_batch(texts, num_perm, 1)
     errors, sigmas = [], []
     for k in range(len(pairs)):
         a, b = 2 * k, 2 * k + 1
@@ -147,9 +153,66 @@ def test_candidate_pairs_cap_big_buckets_linearly():
     assert sorted(map(tuple, candidate_pairs(small).tolist())) == list(combinations(range(3), 2))
 
 
-def test_novel_run_finds_contiguous_passages_not_scattered_edits():
-    other = np.arange(100, dtype=np.uint32)
-    scattered = np.array([1, 2, 900, 4, 5, 901, 902, 8], dtype=np.uint32)
-    passage = np.array([1, 2, 900, 901, 902, 903, 904, 8], dtype=np.uint32)
-    assert novel_run(scattered, other) == 2
-    assert novel_run(passage, other) == 5
+def test_permutations_and_lsh_params_equal_datasketch():
+    for num_perm, seed in ((128, 1), (64, 7), (256, 3)):
+        a, b = MinHash(num_perm=num_perm, seed=seed).permutations
+        ours = permutations(num_perm, seed)
+        np.testing.assert_array_equal(ours[0], a)
+        np.testing.assert_array_equal(ours[1], b)
+    for num_perm in (64, 128):
+        for t in [k / 20 for k in range(1, 20)] + [0.45 ** 2, 0.3 ** 2]:
+            assert lsh_params(t, num_perm) == _optimal_param(t, num_perm, 0.5, 0.5), (t, num_perm)
+
+
+def test_sorted_sets_and_ranks_equal_numpy_unique():
+    texts = [BASE_ZH, BASE_EN, MIXED, *ODD, BASE_ZH + BASE_ZH]       # the last repeats every shingle
+    hv, off, *_ = sketch_texts(texts, 3, 1, permutations(16, 1))
+    vals, voff, rank = sorted_sets(hv, off)
+    for i in range(len(texts)):
+        seg = hv[off[i]:off[i + 1]]
+        uniq = np.unique(seg)
+        np.testing.assert_array_equal(vals[voff[i]:voff[i + 1]], uniq)
+        np.testing.assert_array_equal(uniq[rank[off[i]:off[i + 1]]], seg)
+        assert jaccard(uniq, uniq) == 1.0
+    a, b = np.unique(hv[off[0]:off[1]]), np.unique(hv[off[-2]:off[-1]])
+    assert jaccard(a, b) == len(set(a.tolist()) & set(b.tolist())) / len(set(a.tolist()) | set(b.tolist()))
+
+
+def _pair(a: str, b: str):
+    """Two texts as ``different`` takes them, through the real sketch (tokens, ranks, sentences)."""
+    hv, off, _, _, n, cut, tok_off = sketch_texts([a, b], 3, 1, permutations(16, 1))
+    vals, voff, rank = sorted_sets(hv, off)
+    side = lambda i: (vals[voff[i]:voff[i + 1]], rank[off[i]:off[i + 1]], cut[tok_off[i]:tok_off[i + 1]], n[i])
+    return (*side(0), *side(1))
+
+
+def test_own_parts_tell_edits_from_content_of_its_own():
+    shared_zh = "".join(BASE_ZH)
+    rng = random.Random(5)
+    own = own_rule(2)
+    # edits, a dropped sentence, a repeated sentence: still one text
+    assert not different(*_pair(BASE_ZH, edited(BASE_ZH, 0.03, rng)), own)
+    assert not different(*_pair(BASE_EN, edited(BASE_EN, 0.02, rng)), own)
+    dropped = BASE_ZH.replace("平时注意低盐低脂饮食，戒烟限酒，", "")
+    assert not different(*_pair(BASE_ZH, dropped), own)
+    assert not different(*_pair(BASE_ZH, BASE_ZH + "如果出现胸闷、气短加重，请及时到医院就诊，不要自行停药。"), own)
+    # each adds a sentence of its own (Chinese; English with a two-word heading)
+    assert different(*_pair("患者男，六十岁。" + shared_zh, shared_zh + "祝您早日康复！"), own)
+    assert different(*_pair("Bottom screen. " + BASE_EN, "Then turn the Raspberry Pi on and log in. " + BASE_EN), own)
+    # one says something else where the other has a long part: a start of its own against another
+    other_start = "Leaving blue forever, I love programming, music, dancing, chess "
+    assert different(*_pair("Shopping list " + BASE_EN, other_start + BASE_EN), own)
+    assert not different(*_pair("Shopping " + BASE_EN, other_start + BASE_EN), own)   # one word: could be an edit
+    # ... and the same pairs without the check are near-duplicates by Jaccard alone
+    assert not different(*_pair("Bottom screen. " + BASE_EN, "Then turn the Raspberry Pi on and log in. " + BASE_EN),
+                         own_rule(0))
+
+
+def test_own_parts_on_synthetic_word_sequences():
+    words = lambda *runs: np.concatenate([np.arange(*r) for r in runs]).astype(np.uint32)
+    shared = (10, 40)
+    own = own_rule(2)
+    assert different(*_sides(words((900, 902), shared), words((500, 512), shared)), own)     # replaced start
+    assert not different(*_sides(words((12, 40)), words((500, 512), shared)), own)           # b minus its start
+    assert different(*_sides(words((900, 903), shared), words(shared, (500, 503))), own)     # own start vs own end
+    assert not different(*_sides(words((10, 20), (700, 701), (21, 40)), words(shared)), own)  # one edited word

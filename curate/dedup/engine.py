@@ -1,12 +1,13 @@
 """The near-dedup engine: four small stages that hand off through arrays and spill files.
 
-    1 sketch     (worker processes, streaming)  records -> exact hash, shingle sets, band keys
-    2 candidates (vectorized)                   equal band keys -> candidate pairs
-    3 verify     (worker processes)             exact Jaccard of every compared field
-    4 clusters   (vectorized)                   components, keeper per cluster, drops
+    1 sketch     (threads, streaming, compiled)  records -> exact hash, shingle sets, band keys
+    2 candidates (vectorized)                    equal band keys -> candidate pairs
+    3 verify     (threads, compiled)             exact Jaccard of every compared field, own parts
+    4 clusters   (vectorized)                    components, keeper per cluster, drops
 
-Memory stays bounded: batches stream through the workers and only ids, 64-bit hashes and band
-keys come back; shingle sets wait on disk under ``work_dir`` until a candidate pair needs them.
+Both cores work in threads: the compiled kernels (kernels.py) release the GIL.  Memory stays
+bounded: batches stream through and only ids, 64-bit hashes and band keys stay in memory;
+shingle sets wait on disk under ``work_dir`` (memory-mapped) until a candidate pair needs them.
 The near-duplicate similarity reported for a dropped record is the exact Jaccard with the record
 it names in ``duplicate_of`` (min over fields for SFT records), never a chained estimate.
 
@@ -21,9 +22,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
@@ -34,8 +34,8 @@ from tqdm import tqdm
 from . import index as index_store
 from .candidates import candidate_pairs
 from .clusters import claim, components, priority_order, size_histogram
-from .sketch import DOC, SFT, Settings, sketch_batch
-from .verify import forget_open_files, pair_similarity
+from .sketch import DOC, SFT, Settings, read_preview, sketch_batch
+from .verify import Spill
 
 
 class Removal(NamedTuple):
@@ -53,10 +53,10 @@ class Result:
 
 
 class _Runner:
-    """Runs a function over work items in worker processes (or inline for workers=1)."""
+    """Runs a function over work items in threads (or inline for workers=1), a few in flight."""
 
     def __init__(self, workers: int):
-        self.pool = (ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None)
+        self.pool = ThreadPoolExecutor(workers) if workers > 1 else None
         self.workers = workers
 
     def imap(self, fn, items: Iterable, in_flight: int | None = None):
@@ -112,27 +112,16 @@ class Engine:
                 "prefixes": prefixes}
 
     # -- 3 verify ---------------------------------------------------------------------------
-    def _similarity(self, runner, all_: dict, a: np.ndarray, b: np.ndarray, check: bool = True):
-        """Exact similarity of pairs (a[i], b[i]) and whether the passage check splits them."""
-        if len(a) == 0:
-            return np.zeros(0, np.float32), np.zeros(0, bool)
-        order = np.argsort(all_["batch"][a], kind="stable")          # locality in the spill files
-        n_f = np.where(all_["kind"][a[order]] == SFT, self.n_fields, 1)
+    def _similarity(self, all_: dict, a: np.ndarray, b: np.ndarray):
+        """Exact similarity of pairs (a[i], b[i]) and whether the own-part check splits them."""
+        n_f = np.where(all_["kind"][a] == SFT, self.n_fields, 1)
         loc = lambda x: np.stack((all_["batch"][x], all_["row"][x]), axis=1)
-        chunks = np.array_split(np.arange(len(order)), max(1, 4 * self.workers))
-        passage = self.s.passage if check else 0
-        items = ((all_["prefixes"], n_f[c], loc(a[order[c]]), loc(b[order[c]]), self.s.threshold, passage)
-                 for c in chunks if len(c))
-        got = list(runner.imap(pair_similarity, items, in_flight=len(chunks)))
-        sims, split = np.empty(len(a), np.float32), np.empty(len(a), bool)
-        sims[order] = np.concatenate([g[0] for g in got])
-        split[order] = np.concatenate([g[1] for g in got])
-        return sims, split
+        spill = Spill(all_["prefixes"], self.n_fields)
+        return spill.similarity(n_f, loc(a), loc(b), self.s.threshold, self.s.own, self.workers)
 
     def run(self, frames: Iterable[pl.DataFrame]) -> Result:
         t0 = time.time()
         times = {}
-        forget_open_files()                    # spill files of an earlier run in this process
         runner = _Runner(self.workers)
         try:
             new = self._sketch(runner, frames)
@@ -197,7 +186,7 @@ class Engine:
         pairs = pairs[~(all_["prior"][pairs[:, 0]] & all_["prior"][pairs[:, 1]])]
         times["candidates"] = time.time() - t
         t = time.time()
-        sims, split = self._similarity(runner, all_, pairs[:, 0], pairs[:, 1])
+        sims, split = self._similarity(all_, pairs[:, 0], pairs[:, 1])
         ok = (sims >= self.s.threshold) & ~split
         times["verify"] = time.time() - t
         t = time.time()
@@ -222,7 +211,7 @@ class Engine:
         label = components(n, np.concatenate((ex_a, pairs[ok, 0])), np.concatenate((ex_b, pairs[ok, 1])))
         times["clusters"] = time.time() - t
         report = self._report(all_, owner, label, gone, is_exact, sim, len(pairs), int(ok.sum()), n_prior)
-        report["rejected_by_passage_check"] = int(split.sum())
+        report["rejected_by_own_part_check"] = int(split.sum())
         return Result(drops, report)
 
     # -- report -----------------------------------------------------------------------------
@@ -260,9 +249,8 @@ class Engine:
                 wanted.setdefault(int(all_["batch"][m]), []).append(m)
         preview = {}
         for b, ms in wanted.items():
-            df = pl.read_parquet(f"{all_['prefixes'][b]}.preview.parquet")
             for m in ms:
-                preview[m] = df["preview"][int(all_["row"][m])]
+                preview[m] = read_preview(f"{all_['prefixes'][b]}.preview.npy", int(all_["row"][m]))
         ids = all_["ids"]
         return [{"size": size, "kept": {"id": ids[k], "text": preview[k]},
                  "removed": [{"id": ids[m], "similarity": round(sim_of.get(m, 1.0), 4), "text": preview[m]}

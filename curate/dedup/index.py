@@ -22,8 +22,9 @@ import numpy as np
 import polars as pl
 
 from ..writing import write_json, write_parquet
+from .verify import SPILLED
 
-VERSION = 1
+VERSION = 2          # 2: spilled shingle sizes (.n.npy) for the own-part check
 
 
 class IndexMismatch(ValueError):
@@ -96,9 +97,9 @@ def append(index_dir: str | Path, signature: dict, new: dict, kept: np.ndarray, 
     tmp.mkdir(parents=True)
     for b, prefix in enumerate(new["prefixes"]):
         for f in range(n_fields):
-            for what in ("vals", "valsoff", "seq", "seqoff"):
+            for what in SPILLED:
                 _link_or_copy(f"{prefix}.f{f}.{what}.npy", tmp / f"b{b:05d}.f{f}.{what}.npy")
-        _link_or_copy(f"{prefix}.preview.parquet", tmp / f"b{b:05d}.preview.parquet")
+        _link_or_copy(f"{prefix}.preview.npy", tmp / f"b{b:05d}.preview.npy")
     np.save(tmp / "keys.npy", new["keys"])
     write_parquet(tmp / "rows.parquet", pl.DataFrame({
         "id": new["ids"], "kind": new["kind"], "exact": new["exact"], "nonempty": new["nonempty"],

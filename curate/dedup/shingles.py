@@ -20,9 +20,12 @@ the vectorized ``shingle_batch`` must equal bit for bit; ``shingle_hash`` is als
 """
 from __future__ import annotations
 
+import threading
 import unicodedata
 
 import numpy as np
+
+from . import kernels
 
 MASK64 = (1 << 64) - 1
 WORD, SEP, CJK = 0, 1, 2
@@ -62,6 +65,8 @@ _FOLD = np.arange(0x10000, dtype=np.uint32)
 _SLOW = np.zeros(0x10000, dtype=bool)
 _CLASS = np.zeros(0x10000, dtype=np.uint8)
 _KNOWN = np.zeros(0x10000, dtype=bool)
+_STATE = np.zeros(0x10000, dtype=np.uint8)   # for kernels.scan: 0 not learnt yet, 1 table-foldable, 2 slow
+_LEARNING = threading.RLock()                 # two sketching threads share the tables
 
 
 def _category_class(i: int) -> int:
@@ -71,23 +76,30 @@ def _category_class(i: int) -> int:
 
 
 def _learn(cps: np.ndarray) -> None:
-    """Fill the tables for the BMP code points in ``cps`` not seen before in this process."""
-    new = np.unique(cps[~_KNOWN[cps]])
-    for i in new.tolist():
-        _KNOWN[i] = True
-        _CLASS[i] = _category_class(i)
-        if 0xD800 <= i <= 0xDFFF:
-            continue
+    """Fill the tables for the BMP code points in ``cps`` not seen before in this process
+    (``_STATE`` last: a concurrent ``kernels.scan`` trusts an entry once its state is set)."""
+    with _LEARNING:
+        for i in np.unique(cps[~_KNOWN[cps]]).tolist():
+            _learn_one(i)
+
+
+def _learn_one(i: int) -> None:
+    _KNOWN[i] = True
+    _CLASS[i] = _category_class(i)
+    state = 1
+    if not 0xD800 <= i <= 0xDFFF:
         c = chr(i)
         t = unicodedata.normalize("NFKC", c).lower()
         d = unicodedata.normalize("NFD", c)
         if (len(t) != 1 or unicodedata.combining(c) or unicodedata.combining(t) or unicodedata.combining(d[0])
                 or any(lo <= i <= hi for lo, hi in JAMO)):
             _SLOW[i] = True
+            state = 2
         else:
             _FOLD[i] = ord(t)
             if ord(t) < 0x10000 and not _KNOWN[ord(t)]:
-                _learn(np.array([ord(t)]))
+                _learn_one(ord(t))
+    _STATE[i] = state
 
 
 def _is_slow(ch: str) -> bool:
@@ -110,7 +122,7 @@ def normalize_text(text: str) -> str:
     """NFKC (full-width -> half-width, compatibility forms) and lower case, character by
     character through a table (a text with a character that composes with its neighbours goes
     through ``unicodedata.normalize`` whole first).  Punctuation, symbols, whitespace and control
-    characters are separators (see ``char_classes``)."""
+    characters are separators (class SEP)."""
     text = text or ""
     if any(_is_slow(c) for c in text):
         text = unicodedata.normalize("NFKC", text).lower()
@@ -126,19 +138,6 @@ def _class_of(cp: int) -> int:
         _learn(np.array([cp]))
         return int(_CLASS[cp])
     return _category_class(cp)
-
-
-def char_classes(cps: np.ndarray) -> np.ndarray:
-    """WORD / SEP / CJK for an array of code points (a table lookup; astral ones one by one)."""
-    bmp = np.minimum(cps, 0xFFFF)
-    _learn(bmp)
-    out = _CLASS[bmp]
-    astral = cps > 0xFFFF
-    if astral.any():
-        out = out.copy()
-        for cp in np.unique(cps[astral]).tolist():
-            out[cps == cp] = _class_of(cp)
-    return out
 
 
 # -- plain-Python reference (small inputs, tests, and datasketch's hashfunc) ------------------
@@ -198,95 +197,71 @@ def shingle_hash(shingle) -> int:
     return _splitmix64(acc) & 0xFFFFFFFF
 
 
-# -- vectorized over a batch ------------------------------------------------------------------
+# -- compiled, over a whole batch -------------------------------------------------------------
+
+
 
 def _codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """All texts as one uint32 code point array, plus each text's start offset (len n+1)."""
-    lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
+    np.cumsum(np.array(list(map(len, texts)), dtype=np.int64), out=offsets[1:])
     cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
     return cps, offsets
 
 
-def _folded_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``_codepoints`` of ``normalize_text`` of every text, mostly by table lookups."""
+def prepared_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Code points of every text, ready for the fold-and-classify table lookups in
+    ``kernels.sketch``: a text with a character the tables cannot fold on its own (one that
+    composes with its neighbours, or an astral one that NFKC changes) has gone through
+    ``unicodedata.normalize`` whole first.  Returns ``(cps, offsets, astral)``: ``astral`` the
+    sorted astral code points present, with their classes in the high bits' place as a second
+    row (``astral[1]``)."""
     cps, off = _codepoints(texts)
-    bmp = np.minimum(cps, 0xFFFF)
-    _learn(bmp)
-    slow_char = _SLOW[bmp]
-    astral = cps > 0xFFFF
-    if astral.any():
-        for cp in np.unique(cps[astral]).tolist():
-            if _is_slow(chr(cp)):
-                slow_char |= cps == cp
-    if slow_char.any():
-        texts = list(texts)
-        for d in np.unique(np.searchsorted(off, np.flatnonzero(slow_char), side="right") - 1).tolist():
-            texts[d] = unicodedata.normalize("NFKC", texts[d]).lower()
-        cps, off = _codepoints(texts)
-        bmp = np.minimum(cps, 0xFFFF)
-        _learn(bmp)
-    return np.where(cps > 0xFFFF, cps, _FOLD[bmp]), off
+    flags = kernels.scan(cps, off, _STATE)
+    if (flags & kernels.UNKNOWN).any():
+        for d in np.flatnonzero(flags & kernels.UNKNOWN).tolist():
+            _learn(np.minimum(cps[off[d]:off[d + 1]], 0xFFFF))
+        flags = kernels.scan(cps, off, _STATE)
+    astral_docs = np.flatnonzero(flags & kernels.ASTRAL).tolist()
+    slow = set(np.flatnonzero(flags & kernels.SLOW).tolist())
+    slow |= {d for d in astral_docs if any(ord(c) > 0xFFFF and _is_slow(c) for c in texts[d])}
+    if slow:
+        cps, off = _renormalized(texts, cps, off, sorted(slow))
+    astral = np.zeros((2, 0), np.uint32)
+    if astral_docs:
+        big = np.unique(cps[cps > 0xFFFF])
+        astral = np.stack((big, np.array([_category_class(int(c)) for c in big], np.uint32)))
+    return cps, off, astral
+
+
+def _renormalized(texts, cps, off, docs):
+    """``cps``/``off`` with documents ``docs`` replaced by their NFKC + lower-case text."""
+    pieces, lens, at = [], np.diff(off), 0
+    for d in docs:
+        new = np.frombuffer(unicodedata.normalize("NFKC", texts[d]).lower().encode("utf-32-le"), dtype=np.uint32)
+        _learn(np.minimum(new, 0xFFFF))
+        pieces += [cps[off[at]:off[d]], new]
+        lens[d] = len(new)
+        at = d + 1
+    pieces.append(cps[off[at]:])
+    new_off = np.zeros_like(off)
+    np.cumsum(lens, out=new_off[1:])
+    return np.concatenate(pieces), new_off
+
+
+def sketch_texts(texts: list[str], n_cjk: int, n_word: int, perms: tuple[np.ndarray, np.ndarray]):
+    """Shingle hashes, whole-text hashes and MinHash signatures of a batch of texts, equal to
+    ``shingle_hash`` over ``shingles(tokens(normalize_text(t)))``, ``exact_hash`` and datasketch's
+    MinHash.  Returns ``(hashes uint32, offsets int64 of len(texts)+1, exact uint64, signatures
+    uint32 of len(texts) x num_perm, shingle size uint8)``: text i's shingles are
+    ``hashes[offsets[i]:offsets[i+1]]`` in text order (not deduplicated), each ``size[i]`` tokens
+    long (the n of its majority script)."""
+    cps, off, astral = prepared_codepoints(texts)
+    return kernels.sketch(cps, off, _FOLD, _CLASS, astral[0], astral[1].astype(np.uint8), n_cjk, n_word,
+                          _WINDOW_MULT_NP, perms[0], perms[1])
 
 
 def shingle_batch(texts: list[str], n_cjk: int, n_word: int):
-    """Shingle hashes of every text, equal to ``shingle_hash`` over
-    ``shingles(tokens(normalize_text(t)))``, and each text's ``exact_hash``.  Returns ``(hashes uint32, offsets
-    int64 of len(texts)+1, exact uint64)``: text i's shingles are ``hashes[offsets[i]:offsets[i+1]]``
-    in text order (not deduplicated)."""
-    n_docs = len(texts)
-    cps, char_off = _folded_codepoints(texts)
-    if cps.size == 0:
-        return np.zeros(0, np.uint32), np.zeros(n_docs + 1, np.int64), np.zeros(n_docs, np.uint64)
-    cls = char_classes(cps)
-    keep = cls != SEP                                  # separators only split words
-    doc_start = np.zeros(cps.size + 1, dtype=bool)
-    doc_start[char_off[:-1]] = True
-    prev_word = np.empty(cps.size, dtype=bool)
-    prev_word[0] = False
-    prev_word[1:] = cls[:-1] == WORD
-    tok_start = (cls == CJK) | ((cls == WORD) & (~prev_word | doc_start[:-1]))
-    kept_pos = np.flatnonzero(keep)
-    start_k = tok_start[kept_pos]                      # token starts among kept characters
-    first_k = np.flatnonzero(start_k)
-    tok_of_k = np.cumsum(start_k) - 1
-    pos = np.arange(kept_pos.size) - first_k[tok_of_k] if kept_pos.size else np.zeros(0, np.int64)
-    char_h = mix64(cps[kept_pos].astype(np.uint64) | (pos.astype(np.uint64) << np.uint64(32)))
-    tok_h = np.add.reduceat(char_h, first_k) if first_k.size else np.zeros(0, np.uint64)
-    tok_at = kept_pos[first_k]                          # char index of each token's first char
-    tok_doc = np.searchsorted(char_off, tok_at, side="right") - 1
-    n_tok = np.bincount(tok_doc, minlength=n_docs).astype(np.int64)
-    n_cjk_tok = np.bincount(tok_doc, weights=cls[tok_at] == CJK, minlength=n_docs)
-    tok_off = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(n_tok, out=tok_off[1:])
-    # exact hash: the whole token sequence, position by position
-    k_in_doc = (np.arange(tok_h.size) - tok_off[tok_doc]).astype(np.uint64)
-    seq = mix64(tok_h + k_in_doc * np.uint64(0x9E3779B97F4A7C15))
-    exact = np.zeros(n_docs, dtype=np.uint64)
-    has = n_tok > 0
-    if has.any():
-        exact[has] = np.add.reduceat(seq, tok_off[:-1][has])
-    n = np.where(2 * n_cjk_tok >= n_tok, n_cjk, n_word).astype(np.int64)
-    hv, win_off = _windows(tok_h, tok_off, n)
-    return hv, win_off, exact
-
-
-def _windows(tok_h: np.ndarray, tok_off: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of every window of n[d] tokens of document d (a document shorter than n is one
-    window of all its tokens), and each document's window offsets."""
-    n_docs = len(tok_off) - 1
-    n_tok = np.diff(tok_off)
-    win_len = np.minimum(n, n_tok)
-    n_win = np.where(n_tok > 0, n_tok - win_len + 1, 0)
-    win_off = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(n_win, out=win_off[1:])
-    win_doc = np.repeat(np.arange(n_docs), n_win)
-    win_start = tok_off[win_doc] + (np.arange(win_off[-1]) - win_off[win_doc])
-    lens = win_len[win_doc]
-    padded = np.concatenate((tok_h, np.zeros(int(n.max()) if n.size else 0, np.uint64)))
-    acc = padded[win_start] * _WINDOW_MULT_NP[0]
-    for k in range(1, int(lens.max()) if lens.size else 0):
-        term = padded[win_start + k] * _WINDOW_MULT_NP[k]
-        acc += term if (lens > k).all() else np.where(lens > k, term, np.uint64(0))
-    return (mix64(acc) & np.uint64(0xFFFFFFFF)).astype(np.uint32), win_off
+    """``sketch_texts`` without signatures: ``(hashes, offsets, exact)``."""
+    hv, off, exact, *_ = sketch_texts(texts, n_cjk, n_word, (np.zeros(0, np.uint32), np.zeros(0, np.uint32)))
+    return hv, off, exact

@@ -1,82 +1,78 @@
-"""MinHash signatures for a whole batch at once, equal to datasketch's.
+"""MinHash parameters and interop with datasketch.
 
 datasketch (>= 2.0, default scheme ``affine32``) computes, for every shingle hash ``h`` and every
 permutation ``k``: ``fmix32(h) * a[k] + b[k]`` in uint32 (wrapping), and keeps the minimum per
-permutation.  We do exactly that, with datasketch's own ``a``/``b`` for the same
-``(num_perm, seed)``, but over all shingles of a batch of documents in a few numpy calls instead
-of a Python loop per document.  So for any document
+permutation.  ``kernels.sketch`` does exactly that with datasketch's ``a``/``b`` for the same
+``(num_perm, seed)``, fused with shingling, so for any document
 
     MinHash(num_perm=P, seed=S, hashfunc=shingles.shingle_hash).update_batch(its shingles)
 
-has the same ``hashvalues`` as our row, the rows build ``LeanMinHash`` objects
-(``lean_minhash``) and work in ``MinHashLSH``; bands and rows come from datasketch's
-``_optimal_param`` (``lsh_params``).  tests/test_dedup_signatures.py checks all of it.
+has the same ``hashvalues`` as our row; the rows build ``LeanMinHash`` objects
+(``lean_minhash``) and work in ``MinHashLSH``; bands and rows are datasketch's ``_optimal_param``
+(``lsh_params``).  tests/test_dedup_signatures.py checks all of it.
 
-    >>> from curate.dedup.shingles import normalize, shingle_batch
-    >>> hv, off, _ = shingle_batch(["你好世界", "你好世界！"], 3, 1)
-    >>> sig = minhash_batch(hv, off, permutations(64, seed=1))
+Why ``permutations`` and ``lsh_params`` repeat datasketch's few lines (its random draws; its
+error integrals) instead of calling it: ``import datasketch`` imports scipy.integrate, 1.3 s,
+a third of a 100k-document run.  The tests compare both with datasketch itself.
+
+    >>> from curate.dedup.shingles import sketch_texts
+    >>> hv, off, exact, sig, *_ = sketch_texts(["你好世界", "你好世界！"], 3, 1, permutations(64, seed=1))
     >>> sig.shape, bool((sig[0] == sig[1]).all())
     ((2, 64), True)
+    >>> lsh_params(0.45, 128)
+    (25, 5)
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash
-from datasketch.lsh import _optimal_param
-from datasketch.minhash import _fmix
 
 from .shingles import mix64
 
 SCHEME = "affine32"
-EMPTY = np.uint32(0xFFFFFFFF)        # datasketch's value for a permutation that saw no shingle
-_CHUNK = 1 << 12                      # shingles per numpy call: a (num_perm x chunk) block stays in L2
 
 
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's own permutation parameters (a, b) for this (num_perm, seed)."""
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+    """datasketch's permutation parameters (a, b) for this (num_perm, seed), scheme affine32:
+    ``MinHash._init_permutations`` draws them from ``RandomState(seed)`` in this order."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
 
-def minhash_batch(hv: np.ndarray, offsets: np.ndarray, perms: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Signatures (uint32, one row per document) of the shingle hashes ``hv`` split by
-    ``offsets``; a document without shingles gets datasketch's empty signature (all 0xFFFFFFFF)."""
-    a, b = perms
-    n_docs = len(offsets) - 1
-    out = np.full((n_docs, len(a)), EMPTY, dtype=np.uint32)
-    if hv.size == 0:
-        return out
-    h = _fmix(hv.astype(np.uint32), 32)
-    a_col, b_col = a[:, None], b[:, None]
-    has = np.flatnonzero(np.diff(offsets) > 0)
-    starts = offsets[has]
-    buf = np.empty((len(a), _CHUNK), dtype=np.uint32)
-    i = 0
-    while i < len(has):
-        # take whole documents until the chunk is full (a long document gets a chunk of its own)
-        j = max(i + 1, int(np.searchsorted(starts, starts[i] + _CHUNK, side="right")) - 1)
-        j = min(j, len(has))
-        lo, hi = int(starts[i]), int(offsets[has[j - 1] + 1])
-        block = buf[:, :hi - lo] if hi - lo <= _CHUNK else np.empty((len(a), hi - lo), np.uint32)
-        np.multiply(a_col, h[None, lo:hi], out=block)
-        block += b_col
-        out[has[i:j]] = np.minimum.reduceat(block, starts[i:j] - lo, axis=1).T
-        i = j
-    return out
+def _integral(f, lo: float, hi: float) -> float:
+    # Gauss-Legendre with 64 nodes: the integrands are smooth polynomials in s of degree <= 128
+    # whose optimum is compared across (b, r); 64 nodes match scipy's quad to ~1e-12 here.
+    x, w = _NODES
+    s = (hi - lo) / 2 * x + (hi + lo) / 2
+    return float((hi - lo) / 2 * np.dot(w, f(s)))
 
 
-def lean_minhash(row: np.ndarray, seed: int) -> LeanMinHash:
-    """One signature row as a datasketch LeanMinHash (for MinHashLSH, jaccard, serialization)."""
-    return LeanMinHash(seed=seed, hashvalues=row, scheme=SCHEME)
+_NODES = np.polynomial.legendre.leggauss(64)
 
 
 @lru_cache(maxsize=32)
 def lsh_params(threshold: float, num_perm: int, weights: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int]:
-    """(bands, rows) as datasketch's MinHashLSH chooses them for this threshold."""
-    return _optimal_param(threshold, num_perm, weights[0], weights[1])
+    """(bands, rows) as datasketch's MinHashLSH chooses them for this threshold
+    (``datasketch.lsh._optimal_param``: least weighted false positive + false negative area)."""
+    best, opt = float("inf"), (0, 0)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = _integral(lambda s: 1 - (1 - s ** float(r)) ** float(b), 0.0, threshold)
+            fn = _integral(lambda s: (1 - s ** float(r)) ** float(b), threshold, 1.0)
+            err = fp * weights[0] + fn * weights[1]
+            if err < best:
+                best, opt = err, (b, r)
+    return opt
+
+
+def lean_minhash(row: np.ndarray, seed: int):
+    """One signature row as a datasketch LeanMinHash (for MinHashLSH, jaccard, serialization)."""
+    from datasketch import LeanMinHash
+    return LeanMinHash(seed=seed, hashvalues=row, scheme=SCHEME)
 
 
 def band_keys(sigs: list[np.ndarray], bands: int, rows: int) -> np.ndarray:

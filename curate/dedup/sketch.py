@@ -1,6 +1,7 @@
 """Stage 1 of near-dedup, run in worker processes over batches: records -> compared fields ->
-normalized text -> exact hash, shingle sets and MinHash band keys.  The sorted shingle sets and
-the shingle sequences in text order are spilled to ``<prefix>.f<field>.{vals,valsoff,seq,seqoff}.npy``
+normalized text -> exact hash, shingle sets and MinHash band keys.  The sorted shingle sets, the
+shingle sequences in text order (and each shingle's index in its set), each text's shingle size
+and its sentence ends are spilled to ``<prefix>.f<field>.<what>.npy`` (verify.SPILLED)
 (needed again only to verify candidates, and kept in the persisted index); what comes back to
 the main process is small: ids, hashes, band keys.
 
@@ -20,8 +21,9 @@ import numpy as np
 import polars as pl
 
 from ..schema import all_text, answer_text, prompt_text
-from .shingles import MASK64, mix64, shingle_batch
-from .signatures import band_keys, lsh_params, minhash_batch, permutations
+from . import kernels
+from .shingles import MASK64, mix64, sketch_texts
+from .signatures import band_keys, lsh_params, permutations
 
 DOC, SFT = 0, 1
 LSH_MARGIN = 0.1
@@ -37,7 +39,7 @@ class Settings:
     n_word: int = 1
     sft_fields: tuple[str, ...] = ("prompt", "answer")
     quality_key: str = "quality"
-    passage: int = 9        # shingles in a row: a text's own passage (0: no check)
+    own: int = 2            # words: own-part check (verify.py); 0 switches it off
 
     def lsh(self, kind: int) -> tuple[int, int]:
         """Bands and rows: datasketch's optimum for a threshold LSH_MARGIN below ours, since a
@@ -80,14 +82,22 @@ def field_texts(frame: pl.DataFrame, settings: Settings) -> tuple[np.ndarray, li
     return kind, cols
 
 
-def _sorted_sets(hv: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each document's shingles as a sorted set: (values, offsets), for exact Jaccard later."""
-    n = len(off) - 1
-    doc = np.repeat(np.arange(n, dtype=np.uint64), np.diff(off))
-    packed = np.unique((doc << np.uint64(32)) | hv.astype(np.uint64))
-    vals = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    new_off = np.searchsorted(packed >> np.uint64(32), np.arange(n + 1, dtype=np.uint64)).astype(np.int64)
-    return vals, new_off
+def write_previews(path: str, texts: list[str], chars: int = 160) -> None:
+    """The first ``chars`` characters of every text in one .npy of bytes: the number of texts,
+    their offsets (int64), then the UTF-8 text."""
+    data = [t[:chars].encode("utf-8") for t in texts]
+    head = np.zeros(len(data) + 2, np.int64)
+    head[0] = len(data)
+    np.cumsum([len(d) for d in data], out=head[2:])
+    np.save(path, np.concatenate((head.view(np.uint8), np.frombuffer(b"".join(data), np.uint8))))
+
+
+def read_preview(path: str, row: int) -> str:
+    arr = np.load(path, mmap_mode="r")
+    n = int(np.asarray(arr[:8]).view(np.int64)[0])
+    off = np.asarray(arr[8:8 * (n + 2)]).view(np.int64)
+    base = 8 * (n + 2)
+    return bytes(arr[base + off[row]:base + off[row + 1]]).decode("utf-8")
 
 
 def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
@@ -97,14 +107,18 @@ def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
     sigs, nonempty = [], np.zeros(frame.height, dtype=bool)
     exact = np.zeros(frame.height, dtype=np.uint64)
     for f, texts in enumerate(cols):
-        hv, off, ex = shingle_batch(texts, settings.n_cjk, settings.n_word)
+        hv, off, ex, sig, size, cut, tok_off = sketch_texts(texts, settings.n_cjk, settings.n_word, perms)
         exact += mix64(ex + np.uint64(((f + 1) * 0x9E3779B97F4A7C15) & MASK64))
-        vals, soff = _sorted_sets(hv, off)
+        vals, soff, rank = kernels.sorted_sets(hv, off)
         np.save(f"{prefix}.f{f}.vals.npy", vals)
         np.save(f"{prefix}.f{f}.valsoff.npy", soff)
-        np.save(f"{prefix}.f{f}.seq.npy", hv)            # in text order, for the passage check
+        np.save(f"{prefix}.f{f}.seq.npy", hv)            # in text order
+        np.save(f"{prefix}.f{f}.rank.npy", rank)         # each shingle's index in its set: own-part check
         np.save(f"{prefix}.f{f}.seqoff.npy", off)
-        sigs.append(minhash_batch(hv, off, perms))
+        np.save(f"{prefix}.f{f}.n.npy", size)
+        np.save(f"{prefix}.f{f}.cut.npy", cut)
+        np.save(f"{prefix}.f{f}.tokoff.npy", tok_off)
+        sigs.append(sig)
         nonempty |= np.diff(off) > 0
     exact = mix64(exact + kind.astype(np.uint64))
     keys = np.empty((frame.height, settings.width), dtype=np.uint64)
@@ -126,6 +140,6 @@ def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
         quality = q.fill_null(float("nan")).to_numpy().astype(np.float64)
     ids = frame["id"].cast(pl.Utf8)
     # a short preview per record, read back only for the report's largest clusters
-    pl.DataFrame({"id": ids, "preview": [t[:160] for t in main_text]}).write_parquet(f"{prefix}.preview.parquet")
+    write_previews(f"{prefix}.preview.npy", main_text)
     return {"ids": ids.to_list(), "kind": kind, "exact": exact, "keys": keys, "nonempty": nonempty,
             "length": length, "quality": quality}

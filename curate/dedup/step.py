@@ -10,8 +10,10 @@ Options (``steps: dedup:`` in the YAML config):
     keep: first        which record of a cluster stays: first | longest | quality
     quality_key: quality   meta key read by keep: quality
     n_cjk: 3, n_word: 1    shingle sizes: CJK characters, words of space-separated text
-    passage: 9         not duplicates when *both* texts have a passage of their own this long
-                       (in shingles; 0 switches the check off); see verify.py
+    own: 2             words: two texts that reach the threshold are still not duplicates when
+                       each has content of its own (a sentence, a start or an end; or one says
+                       something else where the other has 4x as much); a Chinese character is
+                       half a word; 0 switches the check off.  See verify.py
     num_perm: 128, seed: 1  MinHash permutations (datasketch-compatible)
     index: ""          a folder: deduplicate against every set curated with this index before,
                        then add this run's kept records to it (incremental dedup)
@@ -41,14 +43,14 @@ def parse_fields(value) -> tuple[str, ...]:
 class Dedup(TableStep):
     name = "dedup"
     defaults = {"threshold": 0.55, "fields": "auto", "keep": "first", "quality_key": "quality",
-                "n_cjk": 3, "n_word": 1, "passage": 9, "num_perm": 128, "seed": 1, "index": "",
+                "n_cjk": 3, "n_word": 1, "own": 2, "num_perm": 128, "seed": 1, "index": "",
                 "batch_size": 5000, "workers": 0}
 
     @classmethod
     def settings(cls, options: dict) -> Settings:
         o = {**cls.defaults, **options}
         return Settings(threshold=float(o["threshold"]), num_perm=int(o["num_perm"]), seed=int(o["seed"]),
-                        n_cjk=int(o["n_cjk"]), n_word=int(o["n_word"]), passage=int(o["passage"]),
+                        n_cjk=int(o["n_cjk"]), n_word=int(o["n_word"]), own=int(o["own"]),
                         sft_fields=parse_fields(o["fields"]),
                         quality_key=str(o["quality_key"]))
 
@@ -64,7 +66,7 @@ class Dedup(TableStep):
         bad = [f for f in fields if f not in FIELD_VIEWS]
         if bad or not fields:
             out.append(f"fields: unknown {bad or fields} (use auto, or a comma list of {', '.join(FIELD_VIEWS)})")
-        for key, lo in (("n_cjk", 1), ("n_word", 1), ("num_perm", 8), ("batch_size", 100)):
+        for key, lo in (("n_cjk", 1), ("n_word", 1), ("num_perm", 8), ("batch_size", 100), ("own", 0)):
             v = options.get(key)
             if isinstance(v, int) and v < lo:
                 out.append(f"{key} must be at least {lo}, got {v}")

@@ -1,88 +1,299 @@
-"""Stage 3: verify candidate pairs with the exact Jaccard similarity of their shingle sets.
+"""Stage 3: verify candidate pairs with the exact Jaccard similarity of their shingle sets, then
+check that the two texts do not each say something of their own.
 
 MinHash only proposes; a pair merges only if every compared field (the whole text of a
 document; prompt *and* answer of an SFT record) reaches the threshold.  The sets were spilled
-by sketch.py as sorted arrays, so one pair costs two binary searches, not a set build.
+by sketch.py as sorted arrays, so one pair costs a merge walk, in compiled code.
 
-Then the passage check: Jaccard alone calls two texts that share one long passage duplicates
-even when each has passages of its own (two answers that quote the same paragraph, each with its
-own advice).  Edits are scattered (a few changed characters break a few shingles), a text of
-its own is contiguous.  So a pair that reaches the threshold is still *not* a duplicate when
-*both* texts have a run of at least ``passage`` consecutive shingles that the other lacks.
-One-sided passages are fine: a copy with a dropped or added sentence is still a copy.
+Then the own-part check, because Jaccard alone calls two texts that share one long passage
+duplicates even when each adds something of its own (two answers quoting the same paragraph,
+each with its own advice; a heading or a closing line of one where the other has another), and
+removing either would lose content nobody else has.  Edits are scattered: a changed character
+leaves a token or two that the other text lacks.  A text's own content is contiguous.  Parts
+are measured in words; a Chinese character counts as half a word (``CJK_PER_WORD``).  With
+``own`` = k words (default 2), a pair that reaches the threshold is still *not* a duplicate when
 
-    >>> a = np.array([1, 2, 3, 4], np.uint32); b = np.array([2, 3, 4, 5], np.uint32)
-    >>> jaccard(a, b)
-    0.6
-    >>> novel_run(np.array([9, 8, 7, 1, 2, 3], np.uint32), np.array([1, 2, 3, 4], np.uint32))
-    3
+* both texts have a sentence of their own (more than half of it, and at least k words, covered
+  by no shared shingle); or
+* both have a part of their own of at least k + 1 words at a start or an end; or
+* one has a part of its own of at least k words exactly where the other, between the same shared
+  neighbours, has one of at least 4k words (one says something else there); or
+* both have a part of their own of at least 4k + 1 words anywhere.
+
+A part only one text has (a copy with a sentence dropped or repeated) is still a copy.
+
+    >>> words = lambda *runs: np.concatenate([np.arange(*r) for r in runs]).astype(np.uint32)
+    >>> shared = (10, 30)                                       # 20 words (shingles of 1) both have
+    >>> check = lambda a, b: different(*_sides(a, b), own_rule(2))
+    >>> check(words((900, 902), shared), words((500, 512), shared))   # 2 own words where b has 12
+    True
+    >>> check(words((12, 30)), words((500, 512), shared))     # b minus a sentence and two words
+    False
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numba as nb
 import numpy as np
 
-_OPEN: dict[str, np.ndarray] = {}
+from .kernels import contains, jaccard as _jaccard
+
+SPILLED = ("vals", "valsoff", "seq", "rank", "seqoff", "n", "cut", "tokoff")   # per batch and field (sketch.py)
+CJK_PER_WORD = 2          # Chinese characters that count as one word in own-part sizes
+
+_jit = nb.njit(cache=True, nogil=True, boundscheck=False)
 
 
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact Jaccard of two sorted sets of shingle hashes; two empty sets are identical."""
-    if len(a) == 0 or len(b) == 0:
-        return 1.0 if len(a) == len(b) else 0.0
-    if len(a) > len(b):
-        a, b = b, a
-    idx = np.searchsorted(b, a)
-    idx[idx == len(b)] = 0
-    inter = int(np.count_nonzero(b[idx] == a))
-    return inter / (len(a) + len(b) - inter)
+def own_rule(words: int) -> np.ndarray:
+    """The own-part thresholds (in words) for ``own = words``; all zero switches the check off."""
+    k = int(words)
+    return np.array([k, k + 1, k, 4 * k, 4 * k + 1], np.int64) if k > 0 else np.zeros(5, np.int64)
 
 
-def novel_run(seq: np.ndarray, other_set: np.ndarray) -> int:
-    """Longest run of consecutive shingles of ``seq`` (in text order) absent from ``other_set``."""
-    if len(seq) == 0 or len(other_set) == 0:
-        return len(seq)
-    idx = np.searchsorted(other_set, seq)
-    idx[idx == len(other_set)] = 0
-    shared = np.flatnonzero(other_set[idx] == seq)
-    if len(shared) == 0:
-        return len(seq)
-    # the gaps between shared shingles (and before the first / after the last) are the runs
-    return int(max(shared[0], len(seq) - 1 - shared[-1], (np.diff(shared).max() - 1) if len(shared) > 1 else 0))
+@_jit
+def match(set_a, set_b):
+    """Merge two sorted sets: for each value of A its index in B (-1: absent), and vice versa."""
+    in_b = np.full(len(set_a), -1, np.int64)
+    in_a = np.full(len(set_b), -1, np.int64)
+    i = j = 0
+    while i < len(set_a) and j < len(set_b):
+        if set_a[i] < set_b[j]:
+            i += 1
+        elif set_a[i] > set_b[j]:
+            j += 1
+        else:
+            in_b[i], in_a[j] = j, i
+            i += 1
+            j += 1
+    return in_b, in_a
 
 
-def _arrays(prefix: str, f: int) -> tuple[np.ndarray, ...]:
-    """A spilled batch's sorted sets and shingle sequences, opened once per worker."""
-    key = f"{prefix}.f{f}"
-    arrs = _OPEN.get(key)
-    if arrs is None:
-        # plain ndarrays over the mapped files: slicing a np.memmap costs microseconds per call
-        arrs = _OPEN[key] = tuple(np.asarray(np.load(f"{key}.{what}.npy", mmap_mode="r"))
-                                  for what in ("vals", "valsoff", "seq", "seqoff"))
-    return arrs
+@_jit
+def occurrences(rank, n_unique):
+    """How often each value of a text's set occurs in its text, and where first."""
+    count = np.zeros(n_unique, np.int64)
+    first = np.full(n_unique, -1, np.int64)
+    for i in range(len(rank)):
+        r = rank[i]
+        count[r] += 1
+        if first[r] < 0:
+            first[r] = i
+    return count, first
 
 
-def pair_similarity(prefixes: list[str], n_fields: np.ndarray, loc_a: np.ndarray, loc_b: np.ndarray,
-                    threshold: float = 0.0, passage: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Min over fields of the exact Jaccard, for pairs given as (batch, row) locations
-    (``n_fields[p]`` fields for pair p: 1 for documents), and whether a pair that reaches
-    ``threshold`` fails the passage check (both texts have a passage of their own) in some field."""
-    sims = np.empty(len(loc_a), dtype=np.float32)
-    split = np.zeros(len(loc_a), dtype=bool)
-    for p, ((ba, ra), (bb, rb)) in enumerate(zip(loc_a.tolist(), loc_b.tolist())):
-        sim, views = 1.0, []
-        for f in range(int(n_fields[p])):
-            va, vo, sa, so = _arrays(prefixes[ba], f)
-            wa, wo, sb, sbo = _arrays(prefixes[bb], f)
-            set_a, set_b = va[vo[ra]:vo[ra + 1]], wa[wo[rb]:wo[rb + 1]]
-            sim = min(sim, jaccard(set_a, set_b))
+@_jit
+def _tokens_of_run(run, inside, n):
+    """Tokens covered by no shared shingle in a run of ``run`` unshared shingles (size n):
+    inside a text n-1 of them only straddle a shared neighbour."""
+    return max(run - (n - 1), 0) if inside else run
+
+
+@_jit
+def _anchor(rank_a, in_b, count_a, count_b, first_b, j, step):
+    """From A's position j walking by ``step``: the nearest shared shingle that occurs once in
+    each text; (its position in A, its position in B), or (-2, -2) if there is none."""
+    while 0 <= j < len(rank_a):
+        u = rank_a[j]
+        v = in_b[u]
+        if v >= 0 and count_a[u] == 1 and count_b[v] == 1:
+            return j, first_b[v]
+        j += step
+    return -2, -2
+
+
+@_jit
+def _own_in_region(rank_b, in_a, mark, lo, hi, n_b):
+    """Longest part of B's own (tokens) in B's shingles lo..hi-1, against the values of A marked
+    in ``mark`` (what A says between the same anchors); B's shingles lo-1 and hi are anchors."""
+    best, prev = 0, lo - 1
+    for i in range(lo, hi + 1):
+        if i < hi:
+            u = in_a[rank_b[i]]
+            if u < 0 or not mark[u]:
+                continue
+        run = i - prev - 1
+        if run > 0:
+            best = max(best, _tokens_of_run(run, prev >= 0 and i < len(rank_b), n_b))
+        prev = i
+    return best
+
+
+@_jit
+def own_parts(rank_a, in_b, count_a, rank_b, in_a, count_b, first_b, n_a, n_b, short_min, long_min):
+    """Parts of text A of its own: runs of A's shingles (text order; ``rank_a`` indexes A's set,
+    ``in_b`` maps it to B's set or -1) that B lacks, in tokens (``_tokens_of_run``).  Returns
+    ``(longest, longest at a start or end, replaced)``: ``replaced`` when some part of at least
+    ``short_min`` tokens stands where B has a part of its own of at least ``long_min`` tokens --
+    "where" = between the same anchors, the nearest shared shingles that occur once in each text
+    (or the texts' starts / ends), so a common word or a repeated sentence cannot misplace it."""
+    m = len(rank_a)
+    longest, at_end, replaced, prev = 0, 0, False, -1
+    mark = np.zeros(len(in_b), np.bool_)
+    for i in range(m + 1):
+        if i < m and in_b[rank_a[i]] < 0:
+            continue
+        run = i - prev - 1
+        if run > 0:
+            inside = prev >= 0 and i < m
+            u = _tokens_of_run(run, inside, n_a)
+            longest = max(longest, u)
+            if not inside:
+                at_end = max(at_end, u)
+            if long_min > 0 and u >= short_min and not replaced:
+                a_lo, left = (-1, -1) if prev < 0 else _anchor(rank_a, in_b, count_a, count_b, first_b, prev, -1)
+                a_hi, right = (m, len(rank_b)) if i >= m else _anchor(rank_a, in_b, count_a, count_b, first_b, i, 1)
+                if a_lo > -2 and a_hi > -2 and right > left + 1:
+                    for k in range(a_lo + 1, a_hi):
+                        mark[rank_a[k]] = True
+                    replaced = _own_in_region(rank_b, in_a, mark, left + 1, right, n_b) >= long_min
+                    for k in range(a_lo + 1, a_hi):
+                        mark[rank_a[k]] = False
+        prev = i
+    return longest, at_end, replaced
+
+
+@_jit
+def own_sentence(rank_a, in_b, cut, min_tokens):
+    """Does text A have a sentence of its own: one with more than half of its tokens, and at
+    least ``min_tokens``, covered by no shingle text B has?  ``cut``: per token of A, 1 where a
+    sentence ends."""
+    n_tok, m = len(cut), len(rank_a)
+    if m == 0:
+        return False
+    width = n_tok - m + 1                          # tokens per shingle (all of a short text)
+    covered_until, start, covered = -1, 0, 0
+    for t in range(n_tok):
+        if t < m and in_b[rank_a[t]] >= 0:         # the shingle starting at t covers t..t+width-1
+            covered_until = t + width - 1
+        if covered_until >= t:
+            covered += 1
+        if cut[t]:
+            size = t + 1 - start
+            if 2 * covered < size and size - covered >= min_tokens:
+                return True
+            start, covered = t + 1, 0
+    return False
+
+
+@_jit
+def _words(k, n):
+    """``k`` words in tokens of a text with shingle size n (n > 1: CJK majority, characters)."""
+    return k * CJK_PER_WORD if n > 1 else k
+
+
+@_jit
+def different(set_a, rank_a, cut_a, n_a, set_b, rank_b, cut_b, n_b, rule):
+    """The own-part check of verify.py's docstring for one field of a pair; ``rule`` from own_rule."""
+    sentence, ends, short, long, anywhere = rule[0], rule[1], rule[2], rule[3], rule[4]
+    in_b, in_a = match(set_a, set_b)
+    if sentence > 0 and own_sentence(rank_a, in_b, cut_a, _words(sentence, n_a)) \
+            and own_sentence(rank_b, in_a, cut_b, _words(sentence, n_b)):
+        return True
+    count_a, first_a = occurrences(rank_a, len(set_a))
+    count_b, first_b = occurrences(rank_b, len(set_b))
+    la, ea, ra = own_parts(rank_a, in_b, count_a, rank_b, in_a, count_b, first_b, n_a, n_b,
+                           _words(short, n_a), _words(long, n_b))
+    if ra:
+        return True
+    lb, eb, rb = own_parts(rank_b, in_a, count_b, rank_a, in_b, count_a, first_a, n_b, n_a,
+                           _words(short, n_b), _words(long, n_a))
+    if rb:
+        return True
+    if ends > 0 and ea >= _words(ends, n_a) and eb >= _words(ends, n_b):
+        return True
+    return anywhere > 0 and la >= _words(anywhere, n_a) and lb >= _words(anywhere, n_b)
+
+
+@_jit
+def verify(vals, vals_off, rank, seq_off, n, cut, tok_off, n_docs, fields_of, ga, gb, threshold, rule):
+    """Pairs p = documents ga[p] ~ gb[p]; field f of document g is entry ``f * n_docs + g`` of
+    the offset arrays.  Returns the min over the pair's ``fields_of[p]`` fields of the exact
+    Jaccard (stopping below ``threshold``), and for pairs that reach it whether the own-part
+    check (``different``) finds them different in some field."""
+    n_pairs = len(ga)
+    sims = np.empty(n_pairs, np.float32)
+    split = np.zeros(n_pairs, np.bool_)
+    check = rule.max() > 0
+    for p in range(n_pairs):
+        sim = 1.0
+        for f in range(fields_of[p]):
+            i, j = f * n_docs + ga[p], f * n_docs + gb[p]
+            sim = min(sim, _jaccard(vals[vals_off[i]:vals_off[i + 1]], vals[vals_off[j]:vals_off[j + 1]]))
             if sim < threshold:
                 break
-            views.append((set_a, set_b, sa[so[ra]:so[ra + 1]], sb[sbo[rb]:sbo[rb + 1]]))
         sims[p] = sim
-        if passage and sim >= threshold:
-            split[p] = any(novel_run(seq_a, set_b) >= passage and novel_run(seq_b, set_a) >= passage
-                           for set_a, set_b, seq_a, seq_b in views)
+        if sim < threshold or not check:
+            continue
+        for f in range(fields_of[p]):
+            i, j = f * n_docs + ga[p], f * n_docs + gb[p]
+            if different(vals[vals_off[i]:vals_off[i + 1]], rank[seq_off[i]:seq_off[i + 1]],
+                         cut[tok_off[i]:tok_off[i + 1]], n[i],
+                         vals[vals_off[j]:vals_off[j + 1]], rank[seq_off[j]:seq_off[j + 1]],
+                         cut[tok_off[j]:tok_off[j + 1]], n[j], rule):
+                split[p] = True
+                break
     return sims, split
 
 
-def forget_open_files() -> None:
-    _OPEN.clear()
+class Spill:
+    """The spilled arrays of every batch and field, read back as one array per kind, fields one
+    after the other: document g's field f is entry ``f * n_docs + g``.  (Memory: the shingles of
+    the whole input, about 1.3 kB per document of 200 characters, read once when verifying.)"""
+
+    def __init__(self, prefixes: list[str], n_fields: int):
+        by_field = {what: [[np.load(f"{p}.f{f}.{what}.npy", mmap_mode="r") for p in prefixes]
+                           for f in range(n_fields)] for what in SPILLED}
+        self.batch_start = np.concatenate(([0], np.cumsum([len(x) for x in by_field["n"][0]]))).astype(np.int64)
+        self.n_docs = int(self.batch_start[-1])
+        self.arrays = {}
+        for values, offsets in (("vals", "valsoff"), ("rank", "seqoff"), ("cut", "tokoff")):
+            parts = [x for f in range(n_fields) for x in by_field[values][f]]
+            offs = [x for f in range(n_fields) for x in by_field[offsets][f]]
+            base = np.concatenate(([0], np.cumsum([len(x) for x in parts])))
+            self.arrays[values] = np.concatenate(parts) if parts else np.zeros(0)
+            self.arrays[offsets] = np.concatenate([np.asarray(o[:-1]) + b for o, b in zip(offs, base)]
+                                                  + [np.array([base[-1]])]).astype(np.int64)
+        self.arrays["n"] = np.concatenate([x for f in range(n_fields) for x in by_field["n"][f]])
+
+    def similarity(self, fields_of: np.ndarray, loc_a: np.ndarray, loc_b: np.ndarray, threshold: float,
+                   own: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Min over fields of the exact Jaccard for pairs given as (batch, row) locations
+        (``fields_of[p]`` fields for pair p: 1 for documents), and whether a pair that reaches
+        ``threshold`` has own parts (``own`` words, 0: no check) that make it two texts."""
+        if len(loc_a) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, bool)
+        A, rule = self.arrays, own_rule(own)
+        ga = self.batch_start[loc_a[:, 0]] + loc_a[:, 1]
+        gb = self.batch_start[loc_b[:, 0]] + loc_b[:, 1]
+        fields_of = np.ascontiguousarray(fields_of, dtype=np.int64)
+        run = lambda s: verify(A["vals"], A["valsoff"], A["rank"], A["seqoff"], A["n"], A["cut"], A["tokoff"],
+                               self.n_docs, fields_of[s], ga[s], gb[s], float(threshold), rule)
+        chunks = [c for c in np.array_split(np.arange(len(loc_a)), max(1, 4 * workers)) if len(c)]
+        if workers <= 1:
+            got = [run(c) for c in chunks]
+        else:
+            with ThreadPoolExecutor(workers) as pool:         # the kernel releases the GIL
+                got = list(pool.map(run, chunks))
+        return np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
+
+
+def _sides(seq_a, seq_b, n=1):
+    """A pair of texts given as shingle sequences (words), as ``different`` takes them."""
+    from .kernels import sorted_sets
+    out = []
+    for seq in (seq_a, seq_b):
+        vals, _, rank = sorted_sets(seq, np.array([0, len(seq)]))
+        cut = np.zeros(len(seq) + n - 1, np.uint8)
+        cut[-1:] = 1
+        out += [vals, rank, cut, n]
+    return out
+
+
+def jaccard(a, b) -> float:
+    """Exact Jaccard of two sorted sets of shingle hashes; two empty sets are identical.
+
+    >>> jaccard(np.array([1, 2, 3, 4], np.uint32), np.array([2, 3, 4, 5], np.uint32))
+    0.6
+    """
+    return _jaccard(np.asarray(a, np.uint32), np.asarray(b, np.uint32))

@@ -1,0 +1,215 @@
+"""The compiled inner loops of near-dedup (numba; compiled once, cached on disk).
+
+Why compiled: per document the work is a few hundred shingles times 128 permutations, then per
+candidate pair a merge of two sorted sets.  In numpy each of those steps is a full pass over
+memory with a temporary array (and a Python call per pair in verification); fused into one loop
+per document or pair it runs 5-20x faster, and ``nogil`` lets two threads use both cores
+without worker processes.
+
+Each function equals a plain-Python reference, tested bit for bit:
+
+* ``sketch``: ``shingles.tokens`` / ``shingles`` / ``shingle_hash`` / ``exact_hash`` and
+  datasketch's ``MinHash(hashfunc=shingle_hash).update_batch`` (scheme ``affine32``);
+* ``sorted_sets``: ``np.unique`` of each document's shingles;
+* ``intersection`` / ``jaccard``: Python's set operations.
+
+The verification kernels (own parts of a text) are in verify.py.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+WORD, SEP, CJK = 0, 1, 2
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_EMPTY = np.uint32(0xFFFFFFFF)
+
+_jit = nb.njit(cache=True, nogil=True, boundscheck=False)
+
+
+@_jit
+def mix64(x):
+    """splitmix64 finalizer (same as shingles.mix64 on one value)."""
+    x = x + _GOLD
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+@_jit
+def fmix32(h):
+    """MurmurHash3's 32-bit finalizer: datasketch's pre-mix of an input hash (``_fmix(hv, 32)``)."""
+    h = h ^ (h >> np.uint32(16))
+    h = np.uint32(h * np.uint32(0x85EBCA6B))
+    h = h ^ (h >> np.uint32(13))
+    h = np.uint32(h * np.uint32(0xC2B2AE35))
+    return h ^ (h >> np.uint32(16))
+
+
+UNKNOWN, SLOW, ASTRAL = 1, 2, 4     # scan's flags per document
+
+
+@_jit
+def scan(cps, char_off, state):
+    """Per document: does it hold a BMP character the tables have not learnt (UNKNOWN), one they
+    cannot fold alone (SLOW), an astral one (ASTRAL)?  ``state``: 0 / 1 (foldable) / 2 (slow)."""
+    n_docs = len(char_off) - 1
+    flags = np.zeros(n_docs, np.uint8)
+    for d in range(n_docs):
+        f = 0
+        for i in range(char_off[d], char_off[d + 1]):
+            cp = cps[i]
+            if cp > 0xFFFF:
+                f |= ASTRAL
+            else:
+                s = state[cp]
+                f |= UNKNOWN if s == 0 else (SLOW if s == 2 else 0)
+        flags[d] = f
+    return flags
+
+
+@_jit
+def _ends_sentence(cp):
+    # 。！？；… and their ASCII forms (NFKC has folded full-width ones), and line breaks
+    return cp == 0x3002 or cp == 0x21 or cp == 0x3F or cp == 0x3B or cp == 0x2E or cp == 0x2026 or cp == 0x0A
+
+
+@_jit
+def _char_class(cp, klass, astral_cp, astral_cls):
+    if cp <= 0xFFFF:
+        return klass[cp]
+    i = np.searchsorted(astral_cp, cp)
+    return astral_cls[i] if i < len(astral_cp) and astral_cp[i] == cp else np.uint8(WORD)
+
+
+@_jit
+def sketch(cps, char_off, fold, klass, astral_cp, astral_cls, n_cjk, n_word, wmult, perm_a, perm_b):
+    """Per document of a batch (document d = ``cps[char_off[d]:char_off[d+1]]``): fold each
+    character (``fold``: NFKC + lower case of a BMP character), class it (``klass``; astral ones
+    from the sorted ``astral_cp``/``astral_cls``), cut tokens, then the whole-text hash, the
+    shingle hashes in text order and the MinHash signature.  Returns ``(hashes uint32, offsets
+    int64, exact uint64, signatures uint32 n_docs x num_perm, shingle size uint8, sentence ends:
+    uint8 per token (1 after a token that a sentence-final mark follows) and token offsets)``."""
+    n_docs = len(char_off) - 1
+    n_perm = len(perm_a)
+    sizes = np.zeros(n_docs, np.uint8)
+    cut = np.zeros(len(cps), np.uint8)
+    tok_off = np.zeros(n_docs + 1, np.int64)
+    hv = np.empty(len(cps), np.uint32)           # a document has at most as many shingles as characters
+    off = np.zeros(n_docs + 1, np.int64)
+    exact = np.zeros(n_docs, np.uint64)
+    sig = np.full((n_docs, n_perm), _EMPTY, np.uint32)
+    longest = 0
+    for d in range(n_docs):
+        longest = max(longest, char_off[d + 1] - char_off[d])
+    tok = np.empty(longest + 1, np.uint64)
+    pos = 0
+    for d in range(n_docs):
+        n_tok, n_cjk_tok, in_word, k = 0, 0, False, 0
+        for i in range(char_off[d], char_off[d + 1]):
+            cp = cps[i]
+            if cp <= 0xFFFF:
+                cp = fold[cp]
+            c = _char_class(cp, klass, astral_cp, astral_cls)
+            if c == SEP:
+                in_word = False
+                if n_tok > 0 and _ends_sentence(cp):
+                    cut[tok_off[d] + n_tok - 1] = 1
+                continue
+            if c == CJK or not in_word:          # a CJK character, or the first letter of a word
+                tok[n_tok] = 0
+                n_tok += 1
+                k = 0
+                if c == CJK:
+                    n_cjk_tok += 1
+            in_word = c == WORD
+            tok[n_tok - 1] += mix64(np.uint64(cp) | (np.uint64(k) << np.uint64(32)))
+            k += 1
+        tok_off[d + 1] = tok_off[d] + n_tok
+        if n_tok > 0:
+            cut[tok_off[d] + n_tok - 1] = 1           # the text's end ends its last sentence
+        ex = np.uint64(0)
+        for t in range(n_tok):
+            ex += mix64(tok[t] + np.uint64(t) * _GOLD)
+        exact[d] = ex
+        n = n_cjk if 2 * n_cjk_tok >= n_tok else n_word
+        sizes[d] = n
+        width = min(n, n_tok)
+        n_win = n_tok - width + 1 if n_tok > 0 else 0
+        row = sig[d]
+        for w in range(n_win):
+            acc = np.uint64(0)
+            for j in range(width):
+                acc += tok[w + j] * wmult[j]
+            h = np.uint32(mix64(acc) & _LOW32)
+            hv[pos + w] = h
+            x = fmix32(h)
+            for p in range(n_perm):                 # datasketch affine32: a * x + b mod 2^32, min
+                row[p] = min(row[p], np.uint32(perm_a[p] * x + perm_b[p]))
+        pos += n_win
+        off[d + 1] = pos
+    return hv[:pos].copy(), off, exact, sig, sizes, cut[:tok_off[n_docs]].copy(), tok_off
+
+
+@_jit
+def sorted_sets(hv, off):
+    """Each document's shingle hashes as a sorted set (values, offsets), for exact Jaccard, and
+    each shingle's rank: the index of its value in its document's set (so a check over the
+    shingles in text order needs no search)."""
+    n_docs = len(off) - 1
+    vals = np.empty(len(hv), np.uint32)
+    rank = np.empty(len(hv), np.uint32)
+    new_off = np.zeros(n_docs + 1, np.int64)
+    pos = 0
+    longest = 0
+    for d in range(n_docs):
+        longest = max(longest, off[d + 1] - off[d])
+    packed = np.empty(longest, np.uint64)          # value << 32 | position: one plain sort per document
+    for d in range(n_docs):
+        lo, m = off[d], off[d + 1] - off[d]
+        for k in range(m):
+            packed[k] = (np.uint64(hv[lo + k]) << np.uint64(32)) | np.uint64(k)
+        srt = np.sort(packed[:m])
+        u = -1
+        for k in range(m):
+            x = np.uint32(srt[k] >> np.uint64(32))
+            if k == 0 or x != vals[pos - 1]:
+                vals[pos] = x
+                pos += 1
+                u += 1
+            rank[lo + (srt[k] & _LOW32)] = u
+        new_off[d + 1] = pos
+    return vals[:pos].copy(), new_off, rank
+
+
+@_jit
+def intersection(a, b):
+    """Size of the intersection of two sorted sets (a merge walk)."""
+    i, j, inter = 0, 0, 0
+    while i < len(a) and j < len(b):
+        if a[i] < b[j]:
+            i += 1
+        elif a[i] > b[j]:
+            j += 1
+        else:
+            inter += 1
+            i += 1
+            j += 1
+    return inter
+
+
+@_jit
+def jaccard(a, b):
+    if len(a) == 0 or len(b) == 0:
+        return 1.0 if len(a) == len(b) else 0.0
+    inter = intersection(a, b)
+    return inter / (len(a) + len(b) - inter)
+
+
+@_jit
+def contains(sorted_set, x):
+    i = np.searchsorted(sorted_set, x)
+    return i < len(sorted_set) and sorted_set[i] == x
