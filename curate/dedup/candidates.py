@@ -57,7 +57,7 @@ def candidate_pairs(keys: np.ndarray, eligible: np.ndarray | None = None) -> np.
     found = []
     for band in range(keys.shape[1]):
         k = keys[rows, band]
-        order = np.argsort(k, kind="stable")
+        order = np.argsort(k)               # equal keys in any order: a bucket is a set
         pairs = _bucket_pairs(rows[order], k[order])
         if len(pairs):
             found.append(pairs)
