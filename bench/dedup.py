@@ -5,8 +5,9 @@ run, on make_dedup_corpus.py output, each scored with score_dedup.py.
     .venv/bin/python bench/dedup.py --big 1000000          # plus 1M docs: ours (engine and `curate dedup`)
     .venv/bin/python bench/dedup.py --recipes anchor,ours  # just the ratio
 
-Every recipe runs in its own process; wall time and peak RSS (the whole process tree, polled)
-are measured from outside.  The anchor is the recipe users write first: character 5-grams of the
+Every recipe runs in its own process; wall time, CPU time (user + system: with the load average
+it shows how much of the 2 cores a recipe got) and peak RSS (the whole process tree, polled) are
+measured from outside.  The anchor is the recipe users write first: character 5-grams of the
 raw text, ``MinHash.bulk`` with 128 permutations, ``MinHashLSH(threshold=0.7)``, query then
 insert.  datatrove (a peer, default MinhashDedup settings) runs from a separate venv given by
 ``--datatrove-python`` because it is not a dependency of this project.
@@ -19,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,8 +57,6 @@ def anchor(corpus: str, kept_path: str) -> None:
 
 def ours(corpus: str, kept_path: str) -> None:
     """The engine straight over the JSONL (no pipeline): read with polars, stream in batches."""
-    import tempfile
-
     import polars as pl
 
     from curate.dedup.engine import Engine
@@ -120,21 +120,32 @@ shutil.rmtree(work, ignore_errors=True)
 # -- measuring ----------------------------------------------------------------------------------
 
 def measure(cmd: list[str], label: str) -> dict:
-    """Run ``cmd``; wall seconds and peak RSS of its whole process tree (polled every 0.1 s)."""
+    """Run ``cmd``: wall seconds, CPU seconds (user + system, its waited-for children included),
+    peak RSS of its whole process tree (polled every 0.1 s), load average before and after."""
+    load_before = os.getloadavg()[0]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    out, err = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(f"{label} failed:\n{err[-3000:]}")
-    return {"seconds": round(time.time() - t0, 2), "peak_rss_gb": round(peak / 2**30, 2), "stdout": out.strip()[-500:]}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        root, peak = psutil.Process(proc.pid), 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                peak = max(peak, rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+        wall = time.time() - t0
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status):
+            raise RuntimeError(f"{label} failed:\n{err.read()[-3000:]}")
+        cpu = usage.ru_utime + usage.ru_stime
+        return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "cores_used": round(cpu / wall, 2),
+                "peak_rss_gb": round(peak / 2**30, 2), "load_before": round(load_before, 2),
+                "load_after": round(os.getloadavg()[0], 2), "stdout": out.read().strip()[-500:]}
 
 
 def score(corpus: Path, kept: Path) -> dict:
@@ -189,11 +200,12 @@ def main() -> None:
         rows.append(run_recipe("ours", big))
         rows.append(run_recipe("curate", big))
     anchor_rate = next((r["docs_per_s"] for r in rows if r["recipe"] == "anchor"), None)
-    print("\n| recipe | docs | s | docs/s | x anchor | peak RSS GB | precision | recall | F1 | lost clusters |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| recipe | docs | s | docs/s | x anchor | CPU s | load | peak RSS GB | precision | recall | F1 | lost clusters |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{r['docs_per_s'] / anchor_rate:.1f}" if anchor_rate and r["docs"] == a.docs else "-"
-        print(f"| {r['recipe']} | {r['docs']:,} | {r['seconds']} | {r['docs_per_s']:,} | {ratio} | {r['peak_rss_gb']} | "
+        print(f"| {r['recipe']} | {r['docs']:,} | {r['seconds']} | {r['docs_per_s']:,} | {ratio} | {r['cpu_seconds']} | "
+              f"{r['load_before']}-{r['load_after']} | {r['peak_rss_gb']} | "
               f"{r['precision']} | {r['recall']} | {r['f1']} | {r['lost_clusters']} |")
     (OUT / f"dedup-results-{time.strftime('%H%M')}.json").write_text(json.dumps({"machine": f"{os.cpu_count()} cores",
                                                         "date": time.strftime("%Y-%m-%d %H:%M"),

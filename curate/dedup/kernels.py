@@ -155,6 +155,22 @@ def sketch(cps, char_off, fold, klass, astral_cp, astral_cls, n_cjk, n_word, wmu
 
 
 @_jit
+def band_keys(sigs, bands, rows):
+    """Per document and band: a 64-bit hash of the band's rows in every field's signature
+    (``sigs``: fields x documents x num_perm), mixed row by row: key = mix64(key * GOLD + v + f + 1)."""
+    n_fields, n_docs = sigs.shape[0], sigs.shape[1]
+    keys = np.zeros((n_docs, bands), np.uint64)
+    for d in range(n_docs):
+        for band in range(bands):
+            key = np.uint64(0)
+            for f in range(n_fields):
+                for k in range(rows):
+                    key = mix64(key * _GOLD + np.uint64(sigs[f, d, band * rows + k]) + np.uint64(f + 1))
+            keys[d, band] = key
+    return keys
+
+
+@_jit
 def sorted_sets(hv, off):
     """Each document's shingle hashes as a sorted set (values, offsets), for exact Jaccard, and
     each shingle's rank: the index of its value in its document's set (so a check over the

@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .shingles import mix64
+from . import kernels
 
 SCHEME = "affine32"
 
@@ -79,11 +79,4 @@ def band_keys(sigs: list[np.ndarray], bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per (document, band).  Several signatures (one per compared field) are
     banded together: a band matches only when it matches in every field, which is how the
     "prompt AND answer" rule keeps a shared prompt template from making one giant bucket."""
-    n = sigs[0].shape[0]
-    keys = np.zeros((n, bands), dtype=np.uint64)
-    mult = np.uint64(0x9E3779B97F4A7C15)
-    for f, sig in enumerate(sigs):
-        blocks = sig[:, :bands * rows].astype(np.uint64).reshape(n, bands, rows)
-        for k in range(rows):
-            keys = mix64(keys * mult + blocks[:, :, k] + np.uint64(f + 1))
-    return keys
+    return kernels.band_keys(np.stack([np.ascontiguousarray(s) for s in sigs]), bands, rows)

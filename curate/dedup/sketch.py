@@ -83,21 +83,16 @@ def field_texts(frame: pl.DataFrame, settings: Settings) -> tuple[np.ndarray, li
 
 
 def write_previews(path: str, texts: list[str], chars: int = 160) -> None:
-    """The first ``chars`` characters of every text in one .npy of bytes: the number of texts,
-    their offsets (int64), then the UTF-8 text."""
-    data = [t[:chars].encode("utf-8") for t in texts]
-    head = np.zeros(len(data) + 2, np.int64)
-    head[0] = len(data)
-    np.cumsum([len(d) for d in data], out=head[2:])
-    np.save(path, np.concatenate((head.view(np.uint8), np.frombuffer(b"".join(data), np.uint8))))
+    """The first ``chars`` characters of every text, UTF-8, NUL-separated, in one .npy."""
+    joined = "\0".join(t[:chars].replace("\0", " ") for t in texts)
+    np.save(path, np.frombuffer(joined.encode("utf-8", "replace"), np.uint8))
 
 
 def read_preview(path: str, row: int) -> str:
-    arr = np.load(path, mmap_mode="r")
-    n = int(np.asarray(arr[:8]).view(np.int64)[0])
-    off = np.asarray(arr[8:8 * (n + 2)]).view(np.int64)
-    base = 8 * (n + 2)
-    return bytes(arr[base + off[row]:base + off[row + 1]]).decode("utf-8")
+    data = np.load(path)
+    ends = np.concatenate((np.flatnonzero(data == 0), [len(data)]))
+    start = ends[row - 1] + 1 if row else 0
+    return data[start:ends[row]].tobytes().decode("utf-8")
 
 
 def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
