@@ -1,9 +1,9 @@
-"""Stage 1 of near-dedup, run in worker processes over batches: records -> compared fields ->
+"""Stage 1 of near-dedup, run in threads over batches: records -> compared fields ->
 normalized text -> exact hash, shingle sets and MinHash band keys.  The sorted shingle sets, the
-shingle sequences in text order (and each shingle's index in its set), each text's shingle size
+shingle sequences in text order (as each shingle's index in its set), each text's shingle size
 and its sentence ends are spilled to ``<prefix>.f<field>.<what>.npy`` (verify.SPILLED)
-(needed again only to verify candidates, and kept in the persisted index); what comes back to
-the main process is small: ids, hashes, band keys.
+(needed again only to verify candidates, and kept in the persisted index); what stays in
+memory is small: ids, hashes, band keys.
 
 Which text is compared:
 
@@ -107,8 +107,7 @@ def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
         vals, soff, rank = kernels.sorted_sets(hv, off)
         np.save(f"{prefix}.f{f}.vals.npy", vals)
         np.save(f"{prefix}.f{f}.valsoff.npy", soff)
-        np.save(f"{prefix}.f{f}.seq.npy", hv)            # in text order
-        np.save(f"{prefix}.f{f}.rank.npy", rank)         # each shingle's index in its set: own-part check
+        np.save(f"{prefix}.f{f}.rank.npy", rank)         # text order, as indices into the set: own-part check
         np.save(f"{prefix}.f{f}.seqoff.npy", off)
         np.save(f"{prefix}.f{f}.n.npy", size)
         np.save(f"{prefix}.f{f}.cut.npy", cut)

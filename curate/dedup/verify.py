@@ -39,7 +39,7 @@ import numpy as np
 
 from .kernels import contains, jaccard as _jaccard
 
-SPILLED = ("vals", "valsoff", "seq", "rank", "seqoff", "n", "cut", "tokoff")   # per batch and field (sketch.py)
+SPILLED = ("vals", "valsoff", "rank", "seqoff", "n", "cut", "tokoff")   # per batch and field (sketch.py)
 CJK_PER_WORD = 2          # Chinese characters that count as one word in own-part sizes
 
 _jit = nb.njit(cache=True, nogil=True, boundscheck=False)
