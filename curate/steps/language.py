@@ -63,7 +63,15 @@ def _function_words(s: str) -> tuple[int, int, int]:
     """(English function words, other languages' function words, ASCII words) in ``s``.  Foreign
     words count only in lower case: "Los Angeles" and "Der Spiegel" are names in English text."""
     words = _ASCII_WORD.findall(s)
-    return sum(w.lower() in EN_FUNCTION_WORDS for w in words), sum(w in FOREIGN_WORDS for w in words), len(words)
+    # map() over set lookups runs in C: this is the hot loop of English text.
+    return (sum(map(EN_FUNCTION_WORDS.__contains__, map(str.lower, words))),
+            sum(map(FOREIGN_WORDS.__contains__, words)), len(words))
+
+
+def _count(pattern: re.Pattern, s: str) -> int:
+    """How many characters of ``s`` the one-character class ``pattern`` matches (subn builds no
+    list of matches; a search first skips the count where there are none, the common case)."""
+    return pattern.subn("", s)[1] if pattern.search(s) else 0
 
 
 LANGDETECT_MAP = {"zh-cn": "zh", "zh-tw": "zh"}
@@ -120,22 +128,24 @@ class Language(RecordStep):
     def _clear_evidence(self, s: str) -> tuple[str, str] | None:
         """(how, lang) from script counts or English function words, or None."""
         o = self.options
+        words = None
         if not s.isascii():
-            han = len(_HAN.findall(s))
-            kana = len(_KANA.findall(s))
-            hangul = len(_HANGUL.findall(s))
+            han, kana, hangul = _count(_HAN, s), _count(_KANA, s), _count(_HANGUL, s)
             cjk = han + kana + hangul
-            if cjk and cjk >= len(_LATIN_WORD.findall(s)):   # CJK characters outnumber Latin words
+            # CJK characters outnumber Latin words.  When they are half the text or more they
+            # do without counting: every Latin word takes at least one of the other characters.
+            if cjk and (2 * cjk >= len(s) or cjk >= len(words := _LATIN_WORD.findall(s))):
                 if kana and kana >= o["kana_share"] * cjk:
                     return "script", "ja"
                 if hangul >= han + kana:
                     return "script", "ko"
                 return "script", "zh"
-        words = _LATIN_WORD.findall(s)
+        if words is None:
+            words = _LATIN_WORD.findall(s)
         if len(words) < 3:
             return None
         function, foreign, n = _function_words(s)
-        accented = len(words) - sum(w.isascii() for w in words)
+        accented = len(words) - sum(map(str.isascii, words))
         if function > foreign and function >= o["en_share"] * n and accented * 10 <= len(words):
             return "function_words", "en"
         return None
@@ -143,8 +153,8 @@ class Language(RecordStep):
     def _weak_evidence(self, s: str) -> tuple[str, str] | None:
         """Too little text to judge, or plain ASCII words with no sign of another language."""
         words = _LATIN_WORD.findall(s)
-        cjk = len(_HAN.findall(s)) + len(_KANA.findall(s)) + len(_HANGUL.findall(s)) if not s.isascii() else 0
-        others = len(_OTHER_LETTER.findall(s)) if not s.isascii() else 0
+        cjk = _count(_HAN, s) + _count(_KANA, s) + _count(_HANGUL, s) if not s.isascii() else 0
+        others = _count(_OTHER_LETTER, s) if not s.isascii() else 0
         if sum(map(len, words)) + cjk + others < self.options["min_letters"]:
             return "too_little_text", "und"
         if cjk or others > sum(map(len, words)) or any(not w.isascii() for w in words):

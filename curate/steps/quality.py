@@ -35,7 +35,7 @@ import re
 from ..step import Drop, RecordStep
 from .textutil import numbers
 
-_NOT_WORD = re.compile(r"[\W_]+")
+_NOT_WORD = re.compile(r"[\W_]")   # one character at a time: faster than runs with sub("")
 _WORD = re.compile(r"[^\W_]+")
 # Table rules, blanks to fill in and list bullets: layout, neither text nor junk.
 _LAYOUT = "-_|=*#~."
@@ -58,6 +58,21 @@ def _cjk_share(letters: str) -> float:
     return (len(letters.encode()) - len(letters)) / 2 / len(letters) if letters else 0.0
 
 
+_SLICES: dict[int, list[slice]] = {}
+
+
+def _distinct_ngrams(s: str, n: int) -> int:
+    """How many distinct n-character substrings ``s`` has.  As 4-byte code units (UTF-32) every
+    n-gram is a fixed-width bytes slice, made from slice objects built once and reused: the set
+    is then built in C, without the str slices' per-character width checks."""
+    total = len(s) - n + 1
+    have = _SLICES.setdefault(n, [])
+    if len(have) < total:
+        have.extend(slice(4 * i, 4 * (i + n)) for i in range(len(have), max(total, 2 * len(have), 4096)))
+    units = s.encode("utf-32-le", "surrogatepass")   # lone surrogates are characters here too
+    return len(set(map(units.__getitem__, have[:total])))
+
+
 def repeated_ngram_ratio(text: str, n_chars: int = 10, n_words: int = 5, min_ngrams: int = 1,
                          letters: str | None = None) -> float:
     """Share of the text's n-grams that repeat an earlier one: 0 for none, 0.5 for a text pasted
@@ -68,7 +83,7 @@ def repeated_ngram_ratio(text: str, n_chars: int = 10, n_words: int = 5, min_ngr
         letters = (letters if letters is not None else letters_of(text)).lower()
         if _cjk_share(letters) >= 0.5:
             total = len(letters) - n_chars + 1
-            distinct = len({letters[i:i + n_chars] for i in range(total)}) if total > 0 else 0
+            distinct = _distinct_ngrams(letters, n_chars) if total > 0 else 0
             return 1.0 - distinct / total if total >= max(1, min_ngrams) else 0.0
     w = _WORD.findall(text.lower())
     total = len(w) - n_words + 1
@@ -134,7 +149,7 @@ class Quality(RecordStep):
             r = repeated_ngram_ratio(a, o["ngram_chars"], o["ngram_words"], o["min_ngrams"], letters)
             if r > o["max_repeated_ngram_ratio"]:
                 return Drop("quality:repetition", f"{r:.2f} of the n-grams repeat")
-            visible = sum(map(len, a.split())) - sum(map(a.count, _LAYOUT))
+            visible = (size if a is final else sum(map(len, a.split()))) - sum(map(a.count, _LAYOUT))
             if visible >= o["min_chars_for_text_share"]:
                 share = len(letters) / visible
                 if share < o["min_text_share"]:

