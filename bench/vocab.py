@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
@@ -117,6 +118,39 @@ def stage_unchanged(base, new) -> dict:
     return out
 
 
+def stage_plain_add_tokens(base_dir: str, tok_dir: Path, base, new, strings: list[str], repeats: int = 3) -> dict:
+    """The recipe a user tries first: ``tokenizer.add_tokens(<the same new pieces>)`` on the base
+    tokenizer (added tokens are matched in the text before the BPE runs).  Same held-out medical
+    text, same 10k strings, same English/code: tokens per character, encode time, round trip."""
+    from transformers import AutoTokenizer
+
+    from curate.vocab.corpus import read_corpus
+    from curate.vocab.report import tokens_per_char
+    report = json.loads((tok_dir / "vocab_report.json").read_text(encoding="utf-8"))
+    pieces = [t["token"] for t in report["new_tokens"] if "\\" not in t["token"]]   # whole characters only
+    plain = AutoTokenizer.from_pretrained(base_dir)
+    t = time.perf_counter()
+    added = plain.add_tokens(pieces)
+    add_s = time.perf_counter() - t
+    med = read_corpus([str(MEDICAL)], "user=ask,assistant=answer", heldout=0.05, seed=0).heldout
+    out = {"pieces": len(pieces), "added": added, "add_tokens_s": round(add_s, 2), "tokenizers": {}}
+    for name, tok in (("base", base), ("curate_vocab", new), ("add_tokens", plain)):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            tok(med, add_special_tokens=False)
+            times.append(time.perf_counter() - t)
+        ids = tok(strings, add_special_tokens=False)["input_ids"]
+        out["tokenizers"][name] = {
+            "heldout_medical": tokens_per_char(tok, med),
+            "encode_heldout_s": round(min(times), 4),
+            "encode_chars_per_s": round(sum(map(len, med)) / min(times)),
+            "round_trip_failures": sum(tok.decode(i) != s for s, i in zip(strings, ids)),
+        }
+    out["tokenizers"]["add_tokens"]["unchanged"] = stage_unchanged(base, plain)
+    return out
+
+
 # -- decoding ------------------------------------------------------------------------------------
 
 def _forced(model, prompt_ids, target_ids):
@@ -178,10 +212,14 @@ def stage_decode(args, base_dir: str, tok_dir: Path, heldout_medical: dict) -> d
     recs = [r for r, _ in read_source(SourceSpec(str(MEDICAL), mapping=parse_mapping("user=ask,assistant=answer"))) if r]
     held = [r for r in recs if in_heldout(f"{MEDICAL}:{r['id']}", 0.05, 0)]
     train = [r for r in recs if not in_heldout(f"{MEDICAL}:{r['id']}", 0.05, 0)]
-    fmt = lambda r: f"问：{r['messages'][0]['content']}\n答："          # noqa: E731
+    # The model's own chat template (what trainplug sft trains on and a user prompts with); the
+    # base answers a Chinese question in Chinese under it.
+    def fmt(r):
+        return base_tok.apply_chat_template([{"role": "user", "content": r["messages"][0]["content"]}],
+                                            add_generation_prompt=True, tokenize=False)
     prompts = [(fmt(r), r["messages"][1]["content"][:args.answer_chars]) for r in held
                if len(r["messages"][1]["content"]) >= args.answer_chars][:args.prompts]
-    warm_texts = [fmt(r) + r["messages"][1]["content"] for r in train[:args.warmup_texts]]
+    warm_texts = [fmt(r) + r["messages"][1]["content"] + "<|im_end|>" for r in train[:args.warmup_texts]]
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
     expanded = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
@@ -260,17 +298,17 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=20000)
     ap.add_argument("--strings", type=int, default=10000)
     ap.add_argument("--prompts", type=int, default=6)
-    ap.add_argument("--answer-chars", type=int, default=48)
+    ap.add_argument("--answer-chars", type=int, default=32)
     ap.add_argument("--gen-tokens", type=int, default=32)
     ap.add_argument("--context", type=int, default=64, help="context tokens of the step-cost measurement")
-    ap.add_argument("--step-rounds", type=int, default=60)
-    ap.add_argument("--warmup-steps", type=int, default=30)
-    ap.add_argument("--warmup-texts", type=int, default=400)
-    ap.add_argument("--warmup-batch", type=int, default=2)
-    ap.add_argument("--warmup-len", type=int, default=128)
-    ap.add_argument("--warmup-lr", type=float, default=5e-3)
+    ap.add_argument("--step-rounds", type=int, default=30)
+    ap.add_argument("--warmup-steps", type=int, default=40)
+    ap.add_argument("--warmup-texts", type=int, default=2000)
+    ap.add_argument("--warmup-batch", type=int, default=8)
+    ap.add_argument("--warmup-len", type=int, default=64)
+    ap.add_argument("--warmup-lr", type=float, default=1e-2)
     ap.add_argument("--warm-base", action="store_true", help="give the base the same warm-up (rows its tokens use)")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 2k tokens, 500 strings, 2 prompts")
     ap.add_argument("--no-progress", action="store_true")
@@ -285,7 +323,8 @@ def main() -> None:
     from transformers import AutoTokenizer
     out = Path(args.out)
     res = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-           "cpu": platform.processor() or platform.machine(), "command": " ".join(sys.argv), "args": vars(args)}
+           "cpu": platform.processor() or platform.machine(), "command": " ".join(sys.argv), "args": vars(args),
+           "load_start": os.getloadavg()}
     print("1. tokenizer", flush=True)
     res["tokenizer"] = stage_tokenizer(args, out)
     base_dir = res["tokenizer"]["base_path"]
@@ -294,9 +333,14 @@ def main() -> None:
     res["round_trip"] = stage_round_trip(base, new, mixed_strings(args.strings, seed=1))
     print("3. unchanged ids", flush=True)
     res["unchanged"] = stage_unchanged(base, new)
+    res["load_after_ids"] = os.getloadavg()
+    print("3b. plain add_tokens recipe", flush=True)
+    res["add_tokens"] = stage_plain_add_tokens(base_dir, out / "tok", base, new, mixed_strings(args.strings, seed=1))
     if not args.skip_decode:
         print("4. decoding", flush=True)
+        res["load_before_decode"] = os.getloadavg()
         res["decode"] = stage_decode(args, base_dir, out / "tok", res["tokenizer"]["heldout_medical"])
+    res["load_end"] = os.getloadavg()
     (out / "results.json").write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")
     t, r, u = res["tokenizer"], res["round_trip"], res["unchanged"]
     h = t["heldout_medical"]
@@ -311,6 +355,10 @@ def main() -> None:
         for k in ("forced", "free"):
             print(f"{k}: base {d[k]['base']['chinese_chars_per_s']} zh chars/s, expanded "
                   f"{d[k]['expanded']['chinese_chars_per_s']} zh chars/s, ratio {d[k]['ratio_chars_per_s']}")
+    for name, a in res["add_tokens"]["tokenizers"].items():
+        print(f"{name}: held-out {a['heldout_medical']['tokens_per_char']} tokens/char, encode {a['encode_chars_per_s']:,} chars/s, "
+              f"round-trip failures {a['round_trip_failures']}")
+    print(f"load average start {res['load_start']}, end {res['load_end']}")
     print(f"results in {out / 'results.json'}")
 
 

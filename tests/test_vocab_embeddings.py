@@ -73,6 +73,12 @@ def test_warmup_trains_only_the_new_rows(model_dir, tok_dir, medical):
     assert all(torch.equal(after[n].detach(), before[n]) for n in before if n != emb)
     assert torch.equal(after[emb][:new_ids[0]].detach(), before[emb][:new_ids[0]])
     assert not torch.equal(after[emb][new_ids].detach(), before[emb][new_ids])
+    # Lazy update: a new row no warm-up text uses keeps its initial value (Adam would otherwise
+    # push every row a step of ~lr per step from the softmax's gradient alone).
+    used = {i for t in texts for i in tok(t, add_special_tokens=False)["input_ids"]}
+    unused = [i for i in new_ids if i not in used]
+    assert unused and len(unused) < len(new_ids)
+    assert torch.equal(after[emb][unused].detach(), before[emb][unused])
 
 
 @pytest.mark.slow

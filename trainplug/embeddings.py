@@ -166,6 +166,17 @@ def warmup_new_embeddings(model, tokenizer, texts: Iterable[str], new_ids: list[
         targets.append(_module_name(model, head))
     peft_model = get_peft_model(model, TrainableTokensConfig(token_indices=list(new_ids), target_modules=targets))
     params = [p for p in peft_model.parameters() if p.requires_grad]
+    # Lazy update: only the rows of tokens in the batch move.  The softmax gives every new row a
+    # small gradient at every step, and Adam scales any gradient to a step of about ``lr``, so
+    # without this the thousands of rows a batch never uses all drift the same way (toward minus
+    # the mean hidden state): rare tokens stop meaning their pieces, and an expanded model
+    # reading them in a prompt falls into loops.  (A tied head shares the embedding's delta.)
+    deltas = []
+    for module in peft_model.modules():
+        if hasattr(module, "trainable_tokens_delta") and getattr(module, "tied_adapter", None) is None:
+            for name, delta in module.trainable_tokens_delta.items():
+                pos = {int(t): k for k, t in enumerate(module.token_indices[name])}
+                deltas.append((delta, pos))
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10))
                                               * 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -183,7 +194,16 @@ def warmup_new_embeddings(model, tokenizer, texts: Iterable[str], new_ids: list[
         loss = peft_model(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
+        in_batch = set(ids.flatten().tolist())
+        frozen = []
+        for delta, pos in deltas:
+            absent = torch.ones(delta.shape[0], dtype=torch.bool, device=delta.device)
+            absent[[pos[i] for i in in_batch if i in pos]] = False
+            frozen.append((delta, absent, delta.detach()[absent].clone()))
         opt.step()
+        with torch.no_grad():
+            for delta, absent, rows in frozen:
+                delta[absent] = rows
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
