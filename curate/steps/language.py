@@ -37,6 +37,7 @@ from .textutil import HAN, HANGUL, KANA, numbers
 _HAN = re.compile(f"[{HAN}]")
 _KANA = re.compile(f"[{KANA}]")
 _HANGUL = re.compile(f"[{HANGUL}]")
+_KANA_OR_HANGUL = re.compile(f"[{KANA}{HANGUL}]")   # one scan where most text has neither
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+(?:'[a-z]+)?")
 _ASCII_WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 _OTHER_LETTER = re.compile(r"[^\W\d_A-Za-z\u00c0-\u024f" + HAN + KANA + HANGUL + "]")
@@ -130,7 +131,8 @@ class Language(RecordStep):
         o = self.options
         words = None
         if not s.isascii():
-            han, kana, hangul = _count(_HAN, s), _count(_KANA, s), _count(_HANGUL, s)
+            han = _count(_HAN, s)
+            kana, hangul = (_count(_KANA, s), _count(_HANGUL, s)) if _KANA_OR_HANGUL.search(s) else (0, 0)
             cjk = han + kana + hangul
             # CJK characters outnumber Latin words.  When they are half the text or more they
             # do without counting: every Latin word takes at least one of the other characters.
