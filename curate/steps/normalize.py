@@ -54,11 +54,17 @@ _HAN_SPACE = re.compile(f"(?<=[{HAN}]) +(?=[{HAN}])")
 _HTML_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|apos|nbsp|#\d{1,6}|#[xX][0-9a-fA-F]{1,6});")
 
 _CJK = f"[{CJK_CONTEXT}]"
-_IS_CJK = re.compile(_CJK).match
+_CJK_MATCH = re.compile(_CJK).match
+_FIRST_CJK = min(c for c in CJK_CONTEXT if c != "-")   # the lowest code point of its ranges
+
+
+def _IS_CJK(ch: str) -> bool:
+    """Whether the character ``ch`` is CJK context; the comparison spares the regex for ASCII."""
+    return ch >= _FIRST_CJK and _CJK_MATCH(ch) is not None
 _FULL = dict(zip(",:;?!().", "，：；？！（）。"))
 _HALF = {v: k for k, v in _FULL.items()}
 # Marks are found by a plain scan (fast) and judged by their neighbours in a callback.
-_MARK = re.compile(r" *([,;:?!]+) *")
+_MARK = re.compile(r"(?=[ ,;:?!]) *([,;:?!]+) *")   # the lookahead (implied) makes the scan skip faster
 _FULL_MARK_BEFORE_NON_CJK = re.compile(f"[，；：？！](?!{_CJK})")
 # Han within this many characters on both sides of a mark: the mark is in a Chinese sentence
 # (每次20mg，2023年 keeps its ，; Hello，world becomes Hello,world).
