@@ -46,8 +46,10 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue exactly from the latest checkpoint in --out.")
 @click.option("--seed", type=int)
 @click.option("--lr", type=float, help="Peak learning rate (default per method; full: 1e-5).")
+@click.option("--threads", type=int, help="CPU threads for torch (default: torch's, all cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def sft(config, data, model, tokenizer, method, max_seq_len, general, mix, max_steps, save_every, out, resume, seed, lr, no_progress):
+def sft(config, data, model, tokenizer, method, max_seq_len, general, mix, max_steps, save_every, out, resume, seed, lr,
+        threads, no_progress):
     """Supervised fine-tuning (and continued pre-training on `text` records).
 
     \b
@@ -61,7 +63,7 @@ def sft(config, data, model, tokenizer, method, max_seq_len, general, mix, max_s
     from .recipe import RunError, run
     cfg = _config(config, data=data, model=model, tokenizer=tokenizer, method=method, max_seq_len=max_seq_len,
                   general=general, mix=mix, max_steps=max_steps, save_every=save_every, out=out, seed=seed, lr=lr,
-                  progress=False if no_progress else None)
+                  threads=threads, progress=False if no_progress else None)
     warn = full_lr_warning(cfg)
     if warn:
         click.echo(f"warning: {warn}", err=True)

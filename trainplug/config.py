@@ -59,6 +59,7 @@ DEFAULTS: dict = {
     "out": "out/sft",
     "tensorboard": True,
     "progress": True,
+    "threads": None,              # CPU threads for torch; none = torch's default (all cores; 1-2 on a busy box)
 }
 
 METHOD_LR = {"lora": 2e-4, "qlora": 2e-4, "ia3": 3e-3, "prefix": 1e-2, "full": 1e-5}
@@ -76,7 +77,8 @@ def _type_name(v) -> str:
 
 
 # Types not read off the default (None = anything; such keys are checked further below).
-OPTIONAL_TYPES = {"lr": float, "batch_tokens": int, "max_steps": int, "early_stopping_patience": int,
+OPTIONAL_TYPES = {"lr": float, "batch_tokens": int, "threads": int, "max_steps": int,
+                  "early_stopping_patience": int,
                   "data": str, "general": str, "model": str, "tokenizer": str, "chat_template": str,
                   "mix": None, "compile": None, "target_modules": (str, list), "feedforward_modules": (str, list)}
 
@@ -182,7 +184,7 @@ def _problems(cfg: dict, check_paths: bool) -> list[str]:
                      ("eval_max", 0), ("eval_every", 0)):
         if isinstance(cfg[key], int) and cfg[key] < low:
             out.append(f"{key}: must be at least {low}, got {cfg[key]}")
-    for key in ("batch_tokens", "max_steps", "early_stopping_patience"):
+    for key in ("batch_tokens", "max_steps", "early_stopping_patience", "threads"):
         if cfg[key] is not None and (not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1):
             out.append(f"{key}: expected a positive integer or nothing, got {cfg[key]!r}")
     if isinstance(cfg["batch_tokens"], int) and isinstance(cfg["max_seq_len"], int) and cfg["batch_tokens"] < cfg["max_seq_len"]:

@@ -37,7 +37,7 @@ from .packing import IGNORE, Plan, collate, step_trainable_tokens, warmup_steps
 from .report import RunLog, write_report
 
 # Keys that may change between a run and its resume (they do not change what is computed).
-RESUME_MAY_CHANGE = {"out", "progress", "tensorboard", "save_every", "keep_checkpoints"}
+RESUME_MAY_CHANGE = {"out", "progress", "tensorboard", "save_every", "keep_checkpoints", "threads"}
 
 
 class RunError(RuntimeError):
@@ -140,6 +140,8 @@ def keep_adapter_inputs_in_compute_dtype(model) -> None:
 
 def prepare(cfg: dict, world: dist.World | None = None) -> Setup:
     world = world or dist.init()
+    if cfg["threads"]:   # torch's default (every core) slows tiny CPU steps down badly on a busy machine
+        torch.set_num_threads(cfg["threads"])
     seed_everything(cfg["seed"])
     _, autocast_dtype = resolve_runtime(cfg, world)
     model_dir = resolve_model(cfg["model"])
