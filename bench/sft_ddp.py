@@ -152,7 +152,7 @@ def run(args) -> None:
                          "scaling": round(res["runs"]["two"]["tokens_per_s"] / res["runs"]["one"]["tokens_per_s"], 3)}
     save()
     print(json.dumps(res["two_vs_one"]), flush=True)
-    for name, src, gpus in (("two_to_one", "two", 1), ("one_to_two", "one", 2)):
+    for name, src, gpus in (("two_to_one", "two", 1), ("one_to_two", "one", 2)) if args.resume else ():
         out = WORK / name
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(WORK / src, out)
@@ -179,6 +179,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--save", type=int, default=20)
     p.add_argument("--warm", type=int, default=10)
+    p.add_argument("--no-resume", dest="resume", action="store_false", help="skip the two resumed runs")
     p.add_argument("--out", default=os.environ.get("OUT", "bench/out"))
     a = ap.parse_args()
     prepare(a.alpaca) if a.cmd == "prepare" else run(a)
