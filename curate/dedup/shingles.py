@@ -219,8 +219,8 @@ def prepared_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.nd
     cps, off = _codepoints(texts)
     flags = kernels.scan(cps, off, _STATE)
     if (flags & kernels.UNKNOWN).any():
-        for d in np.flatnonzero(flags & kernels.UNKNOWN).tolist():
-            _learn(np.minimum(cps[off[d]:off[d + 1]], 0xFFFF))
+        bmp = cps[cps <= 0xFFFF]
+        _learn(bmp[_STATE[bmp] == 0])                   # all of the batch's new characters at once
         flags = kernels.scan(cps, off, _STATE)
     astral_docs = np.flatnonzero(flags & kernels.ASTRAL).tolist()
     slow = set(np.flatnonzero(flags & kernels.SLOW).tolist())
