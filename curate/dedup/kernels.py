@@ -223,9 +223,3 @@ def jaccard(a, b):
         return 1.0 if len(a) == len(b) else 0.0
     inter = intersection(a, b)
     return inter / (len(a) + len(b) - inter)
-
-
-@_jit
-def contains(sorted_set, x):
-    i = np.searchsorted(sorted_set, x)
-    return i < len(sorted_set) and sorted_set[i] == x

@@ -14,7 +14,6 @@ Which text is compared:
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 
 import numpy as np

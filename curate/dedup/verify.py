@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba as nb
 import numpy as np
 
-from .kernels import contains, jaccard as _jaccard
+from .kernels import jaccard as _jaccard
 
 SPILLED = ("vals", "valsoff", "rank", "seqoff", "n", "cut", "tokoff")   # per batch and field (sketch.py)
 CJK_PER_WORD = 2          # Chinese characters that count as one word in own-part sizes
