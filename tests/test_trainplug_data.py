@@ -78,13 +78,14 @@ def test_eval_split_is_seeded_and_order_independent():
 def test_bad_config_lists_every_problem(tmp_path):
     y = tmp_path / "run.yaml"
     y.write_text("data: nowhere.parquet\nmethod: lorra\nmix: 1:5\nbatch_size: 3\nlora: {r: 0, alfa: 2}\n"
-                 "guard: {spike_factor: 0.5}\nthreads: 0\n", encoding="utf-8")
+                 "guard: {spike_factor: 0.5}\nthreads: 0\nnew_tokens: {warmup_batch: 0}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as e:
         load_config(str(y))
     msg = str(e.value)
     for needle in ("batch_size: unknown key", "method: 'lorra'", "base-60", "lora.alfa: unknown option",
                    "lora.r: must be a positive integer", "guard.spike_factor", "data: ", "does not exist",
-                   "mix: a ratio needs general data", "threads: expected a positive integer"):
+                   "mix: a ratio needs general data", "threads: expected a positive integer",
+                   "new_tokens.warmup_batch: must be at least 1"):
         assert needle in msg, needle
 
 

@@ -27,7 +27,9 @@ DEFAULTS: dict = {
     "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear", "use_dora": False},
     "ia3": {"target_modules": None, "feedforward_modules": None},   # none: peft's per-architecture default
     "prefix": {"num_virtual_tokens": 20},
-    "new_tokens": {"train": "trainable_tokens", "warmup_steps": 0, "warmup_lr": 2e-3},  # --tokenizer growth
+    # --tokenizer growth; the warm-up trains only the new rows (lr 1e-2 measured in bench/vocab.py)
+    "new_tokens": {"train": "trainable_tokens", "warmup_steps": 0, "warmup_lr": 1e-2, "warmup_batch": 8,
+                   "warmup_seq_len": 512},
     "train_on": "all_assistant",  # or last_assistant
     "max_seq_len": 2048,
     "overlong": "truncate",       # truncate (keep the start) or drop (listed in events.jsonl)
@@ -203,6 +205,9 @@ def _problems(cfg: dict, check_paths: bool) -> list[str]:
         out.append(f"lora.dropout: must be in [0, 1), got {lora['dropout']}")
     if cfg["new_tokens"]["train"] not in ("trainable_tokens", "modules_to_save"):
         out.append(f"new_tokens.train: {cfg['new_tokens']['train']!r} is not trainable_tokens or modules_to_save")
+    for sub in ("warmup_batch", "warmup_seq_len"):
+        if isinstance(cfg["new_tokens"][sub], int) and cfg["new_tokens"][sub] < 1:
+            out.append(f"new_tokens.{sub}: must be at least 1, got {cfg['new_tokens'][sub]}")
     g = cfg["guard"]
     if not 0 < g["ema_beta"] < 1:
         out.append(f"guard.ema_beta: must be in (0, 1), got {g['ema_beta']}")

@@ -134,7 +134,7 @@ def _module_name(model, module) -> str:
 
 
 def warmup_new_embeddings(model, tokenizer, texts: Iterable[str], new_ids: list[int], *, steps: int = 100,
-                          lr: float = 2e-3, batch_size: int = 8, seq_len: int = 256, seed: int = 0,
+                          lr: float = 1e-2, batch_size: int = 8, seq_len: int = 256, seed: int = 0,
                           progress: bool = True) -> list[float]:
     """Embeddings-only warm-up: train only the rows ``new_ids`` (input embeddings and LM head)
     on ``texts`` packed into ``seq_len`` windows, everything else frozen; merge the result into

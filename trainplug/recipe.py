@@ -93,8 +93,9 @@ def build_model(cfg: dict, tok, world: dist.World, dataset: Dataset | None = Non
     if new_ids and cfg["new_tokens"]["warmup_steps"] > 0 and dataset is not None:
         from .embeddings import warmup_new_embeddings
         texts = [tok.decode(e.ids) for e in dataset.train]
-        warmup_new_embeddings(model, tok, texts, new_ids, steps=cfg["new_tokens"]["warmup_steps"],
-                              lr=cfg["new_tokens"]["warmup_lr"], seq_len=min(512, cfg["max_seq_len"]),
+        nt = cfg["new_tokens"]
+        warmup_new_embeddings(model, tok, texts, new_ids, steps=nt["warmup_steps"], lr=nt["warmup_lr"],
+                              batch_size=nt["warmup_batch"], seq_len=min(nt["warmup_seq_len"], cfg["max_seq_len"]),
                               seed=cfg["seed"], progress=cfg["progress"] and world.main)
     return wrap_model(cfg, model, new_ids, world), base_path, attn_impl, new_ids
 
