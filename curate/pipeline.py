@@ -2,7 +2,8 @@
 
     read -> [record steps, fused into one streaming pass] -> table step -> [record steps] -> ... -> outputs
 
-Consecutive record steps run together over batches in worker processes; each finished batch is
+Consecutive record steps run together over batches in worker processes (``record_batches.py``
+is what a worker runs); each finished batch is
 a Parquet part under ``OUT/.work/<run key>/`` written atomically, so an interrupted run resumes
 where it stopped and a finished one (same inputs, config and versions: the run key) is a no-op.
 Outputs: curated.parquet, rejects.parquet, report.json, report.html and manifest.json, which is
@@ -29,8 +30,9 @@ from tqdm import tqdm
 from . import __version__
 from .dedup.step import Dedup
 from .reading import SourceSpec, expand_inputs, read_source
-from .schema import POLARS_SCHEMA, REJECT_SCHEMA, from_frame, rejects_frame, to_frame
-from .step import Context, Drop, RecordStep, Table, TableStep
+from .record_batches import process_batch
+from .schema import POLARS_SCHEMA, REJECT_SCHEMA, from_frame
+from .step import Context, Table, TableStep
 from .steps.balance import Balance
 from .steps.fillers import Fillers
 from .steps.history import History
@@ -121,57 +123,7 @@ def run_key(cfg: dict, inputs: list[dict], versions: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-# -- record segments (in worker processes) -----------------------------------------------------
-
-_WORKER_STEPS: dict[str, list[RecordStep]] = {}   # per segment, built once per worker process
-
-
-def _steps_for(segment: str, step_cfgs: list[tuple[str, dict]], ctx: Context) -> list[RecordStep]:
-    if segment not in _WORKER_STEPS:
-        _WORKER_STEPS[segment] = [STEP_CLASSES[name](opts, ctx) for name, opts in step_cfgs]
-    return _WORKER_STEPS[segment]
-
-
-def _process_batch(segment: tuple[str, list, Context], records: list[dict], read_rejects: list[dict], part: Path,
-                   first: bool) -> dict:
-    """Run the record steps over one batch; write its kept and rejected parts and its counts."""
-    steps_now = _steps_for(*segment)
-    counts = {"read": Counter(), "dropped": {}, "step_counts": {}, "tasks_read": Counter()}
-    kept, rejects = [], list(read_rejects)
-    for step in steps_now:
-        step.counts.clear()
-    if first:
-        for r in records:
-            counts["read"][r["source"]] += 1
-            counts["tasks_read"][r["task"]] += 1
-        for r in read_rejects:
-            counts["read"][r["source"]] += 1
-    if read_rejects:
-        counts["dropped"]["read"] = dict(Counter(r["reason"] for r in read_rejects))
-    for rec in records:
-        for step in steps_now:
-            try:
-                res = step.process(rec)
-            except Exception as e:   # one odd record must not stop a million-record run: reject it, loudly
-                res = Drop(f"error:{type(e).__name__}", f"step {step.name} raised on this record: {e}"[:500])
-            if isinstance(res, Drop):
-                rejects.append({**rec, "stage": step.name, "reason": res.reason, "detail": res.detail,
-                                "duplicate_of": res.duplicate_of, "similarity": res.similarity})
-                d = counts["dropped"].setdefault(step.name, {})
-                d[res.reason] = d.get(res.reason, 0) + 1
-                break
-            rec = res
-        else:
-            kept.append(rec)
-    for step in steps_now:
-        if step.counts:
-            counts["step_counts"][step.name] = dict(step.counts)
-    write_parquet(part.with_suffix(".kept.parquet"), to_frame(kept))
-    write_parquet(part.with_suffix(".rejects.parquet"), rejects_frame(rejects))
-    counts = {k: dict(v) if isinstance(v, Counter) else v for k, v in counts.items()}
-    write_json(part.with_suffix(".counts.json"), counts)   # written last: marks the part done
-    return counts
-
+# -- record segments (in worker processes: see record_batches.py) ------------------------------
 
 def _batches_from_inputs(sources, batch_size: int):
     """Yield (part_name, records, read_rejects) over all inputs; ids made unique across the run."""
@@ -212,7 +164,8 @@ def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context,
                        progress: bool, log=print, pool: ProcessPoolExecutor | None = None) -> None:
     """Run fused record steps over batches: in ``pool`` (worker processes) when given, else here."""
     seg_dir.mkdir(parents=True, exist_ok=True)
-    segment = (seg_dir.name, [(n, cfg["steps"][n]) for n in names], ctx)
+    # The classes travel with the segment (pickled by name): a worker imports only those.
+    segment = (seg_dir.name, [(n, STEP_CLASSES[n], cfg["steps"][n]) for n in names], ctx)
     first = prev_parts is None
     batches = _batches_from_inputs(sources, cfg["batch_size"]) if first else _batches_from_parts(prev_parts)
     desc = "read" + ("+" + "+".join(names) if names else "")
@@ -231,12 +184,12 @@ def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context,
     todo = unfinished(batches)
     if pool is None:
         for name, recs, rejs in todo:
-            _process_batch(segment, recs, rejs, seg_dir / name, first)
+            process_batch(segment, recs, rejs, seg_dir / name, first)
             bar.update(len(recs) + len(rejs))
     else:
         pending = []
         for name, recs, rejs in todo:
-            pending.append((pool.submit(_process_batch, segment, recs, rejs, seg_dir / name, first), len(recs) + len(rejs)))
+            pending.append((pool.submit(process_batch, segment, recs, rejs, seg_dir / name, first), len(recs) + len(rejs)))
             while len(pending) >= 2 * (cfg.get("workers") or os.cpu_count() or 1):   # bounded memory
                 fut, n = pending.pop(0)
                 fut.result()

@@ -67,3 +67,17 @@ def test_outputs_are_readable_by_others_and_config_paths_are_normalized(tmp_path
     os.umask(umask)
     for name in ("curated.parquet", "rejects.parquet", "report.json", "manifest.json"):
         assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_two_runs_in_one_process_use_their_own_step_options(tmp_path):
+    """Worker-side steps are cached per process; with workers=1 two runs share the process, and the
+    second run's options must apply (the cache once went by segment name alone)."""
+    src = tmp_path / "qa.jsonl"
+    rows = [{"question": "高血压怎么办？", "answer": "低盐饮食。"}, {"question": "感冒了吃什么？", "answer": "多喝水，注意休息，必要时就医。"}]
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    kept = []
+    for i, min_chars in enumerate((1, 10)):
+        cfg = load_config(None, inputs=[str(src)], out=str(tmp_path / f"out{i}"), only="quality",
+                          overrides={"workers": 1, "steps": {"quality": {"min_answer_chars": min_chars}}})
+        kept.append(pipeline.run(cfg, progress=False, log=lambda m: None).report["totals"]["kept"])
+    assert kept == [2, 1]
