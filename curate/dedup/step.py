@@ -27,10 +27,10 @@ import os
 import polars as pl
 
 from ..step import Drop, Table, TableStep
-from . import index as index_store
 from .clusters import KEEP_POLICIES
-from .engine import Engine
-from .sketch import FIELD_VIEWS, Settings
+
+# The engine, sketch and index modules load numba (~0.6 s CPU): imported where the dedup step
+# works, so every other `curate` command that imports the pipeline does not pay for them.
 
 
 def parse_fields(value) -> tuple[str, ...]:
@@ -48,6 +48,7 @@ class Dedup(TableStep):
 
     @classmethod
     def settings(cls, options: dict) -> Settings:
+        from .sketch import Settings
         o = {**cls.defaults, **options}
         return Settings(threshold=float(o["threshold"]), num_perm=int(o["num_perm"]), seed=int(o["seed"]),
                         n_cjk=int(o["n_cjk"]), n_word=int(o["n_word"]), own=int(o["own"]),
@@ -56,6 +57,7 @@ class Dedup(TableStep):
 
     @classmethod
     def problems(cls, options: dict) -> list[str]:
+        from .sketch import FIELD_VIEWS
         out = []
         t = options.get("threshold")
         if isinstance(t, (int, float)) and not 0 < t <= 1:
@@ -74,12 +76,14 @@ class Dedup(TableStep):
                 and max(options["n_cjk"], options["n_word"]) > 64:
             out.append("n_cjk and n_word must be at most 64")
         if options.get("index") and not out:
+            from . import index as index_store
             problem = index_store.check(options["index"], cls.settings(options).signature())
             if problem:
                 out.append(problem)
         return out
 
     def select(self, table: Table):
+        from .engine import Engine
         o = self.options
         workers = o["workers"] or os.cpu_count() or 1
         engine = Engine(self.settings(o), self.ctx.work_dir, workers=workers, keep=o["keep"],
