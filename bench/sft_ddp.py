@@ -84,7 +84,7 @@ def sft(name: str, cfg: dict, gpus: int, *extra: str) -> dict:
     if p.returncode:
         raise SystemExit(f"{name} failed after {wall:.0f}s:\n{p.stdout[-2000:]}\n{p.stderr[-5000:]}")
     print(f"== {name}: {gpus} GPU(s), {wall:.0f}s wall", flush=True)
-    return {"wall_s": round(wall, 1), "command": " ".join(cmd[1:] if gpus == 1 else cmd[1:])}
+    return {"wall_s": round(wall, 1), "command": " ".join(cmd[1:])}
 
 
 def rows_of(out: Path) -> list[dict]:

@@ -18,7 +18,7 @@ Options (``steps: dedup:`` in the YAML config):
     index: ""          a folder: deduplicate against every set curated with this index before,
                        then add this run's kept records to it (incremental dedup)
     batch_size: 5000   records per sketch batch (memory is bounded by this, not by the input)
-    workers: 0         processes for sketching and verifying (0: all cores)
+    workers: 0         threads for sketching and verifying (0: all cores; the kernels release the GIL)
 """
 from __future__ import annotations
 
