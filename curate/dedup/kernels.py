@@ -49,13 +49,13 @@ def fmix32(h):
     return h ^ (h >> np.uint32(16))
 
 
-UNKNOWN, SLOW, ASTRAL = 1, 2, 4     # scan's flags per document
+SLOW, ASTRAL = 2, 4     # scan's flags per document
 
 
 @_jit
-def scan(cps, char_off, state):
-    """Per document: does it hold a BMP character the tables have not learnt (UNKNOWN), one they
-    cannot fold alone (SLOW), an astral one (ASTRAL)?  ``state``: 0 / 1 (foldable) / 2 (slow)."""
+def scan(cps, char_off, slow):
+    """Per document: does it hold a BMP character the tables cannot fold alone (SLOW: ``slow``
+    is 1 there), an astral one (ASTRAL)?"""
     n_docs = len(char_off) - 1
     flags = np.zeros(n_docs, np.uint8)
     for d in range(n_docs):
@@ -64,9 +64,8 @@ def scan(cps, char_off, state):
             cp = cps[i]
             if cp > 0xFFFF:
                 f |= ASTRAL
-            else:
-                s = state[cp]
-                f |= UNKNOWN if s == 0 else (SLOW if s == 2 else 0)
+            elif slow[cp]:
+                f |= SLOW
         flags[d] = f
     return flags
 

@@ -20,8 +20,11 @@ the vectorized ``shingle_batch`` must equal bit for bit; ``shingle_hash`` is als
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 
@@ -57,16 +60,15 @@ def mix64(x):
 JAMO = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))   # compose into syllables
 
 
-# Per Basic Multilingual Plane character, filled lazily (a corpus uses a few thousand of 65,536):
-# what NFKC then lower case make of it (when that is one character that cannot combine with its
-# neighbours; the others are "slow": a text containing one goes through ``unicodedata`` whole),
-# and its class (WORD, SEP or CJK).
-_FOLD = np.arange(0x10000, dtype=np.uint32)
-_SLOW = np.zeros(0x10000, dtype=bool)
-_CLASS = np.zeros(0x10000, dtype=np.uint8)
-_KNOWN = np.zeros(0x10000, dtype=bool)
-_STATE = np.zeros(0x10000, dtype=np.uint8)   # for kernels.scan: 0 not learnt yet, 1 table-foldable, 2 slow
-_LEARNING = threading.RLock()                 # two sketching threads share the tables
+# Per Basic Multilingual Plane character: what NFKC then lower case make of it (when that is one
+# character that cannot combine with its neighbours; the others are "slow": a text containing one
+# goes through ``unicodedata`` whole), and its class (WORD, SEP or CJK).  Built for all 65,536 at
+# first use (0.2 s) and cached on disk per Unicode version, so a run pays a file read, not the
+# build, and the sketching threads never wait on one another to learn a character.
+_FOLD: np.ndarray          # uint32: folded code point
+_CLASS: np.ndarray         # uint8: WORD / SEP / CJK
+_SLOW: np.ndarray          # uint8 for kernels.scan: 1 where the tables cannot fold the character alone
+_TABLES_LOCK = threading.Lock()
 
 
 def _category_class(i: int) -> int:
@@ -75,47 +77,69 @@ def _category_class(i: int) -> int:
     return SEP if i == ord("_") or unicodedata.category(chr(i))[0] in "PSZC" else WORD
 
 
-def _learn(cps: np.ndarray) -> None:
-    """Fill the tables for the BMP code points in ``cps`` not seen before in this process
-    (``_STATE`` last: a concurrent ``kernels.scan`` trusts an entry once its state is set)."""
-    with _LEARNING:
-        for i in np.unique(cps[~_KNOWN[cps]]).tolist():
-            _learn_one(i)
-
-
-def _learn_one(i: int) -> None:
-    _KNOWN[i] = True
-    _CLASS[i] = _category_class(i)
-    state = 1
-    if not 0xD800 <= i <= 0xDFFF:
+def _build_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    fold = np.arange(0x10000, dtype=np.uint32)
+    klass = np.array([_category_class(i) for i in range(0x10000)], dtype=np.uint8)
+    slow = np.zeros(0x10000, dtype=np.uint8)
+    for i in range(0x10000):
+        if 0xD800 <= i <= 0xDFFF:
+            continue
         c = chr(i)
         t = unicodedata.normalize("NFKC", c).lower()
         d = unicodedata.normalize("NFD", c)
         if (len(t) != 1 or unicodedata.combining(c) or unicodedata.combining(t) or unicodedata.combining(d[0])
                 or any(lo <= i <= hi for lo, hi in JAMO)):
-            _SLOW[i] = True
-            state = 2
+            slow[i] = 1
         else:
-            _FOLD[i] = ord(t)
-            if ord(t) < 0x10000 and not _KNOWN[ord(t)]:
-                _learn_one(ord(t))
-    _STATE[i] = state
+            fold[i] = ord(t)
+    return fold, klass, slow
+
+
+def _tables_path() -> Path:
+    name = f"unicode-tables-{unicodedata.unidata_version}-v1.npy"
+    here = Path(__file__).resolve().parent / "__pycache__"
+    return here / name if os.access(here if here.exists() else here.parent, os.W_OK) \
+        else Path(tempfile.gettempdir()) / f"sftkit-{name}"
+
+
+def _load_tables() -> None:
+    global _FOLD, _CLASS, _SLOW
+    with _TABLES_LOCK:
+        if "_FOLD" in globals():
+            return
+        path = _tables_path()
+        try:
+            packed = np.load(path)
+        except (OSError, ValueError):
+            packed = np.stack(_build_tables()).astype(np.uint32)
+            try:                                     # temp name, then rename: never a torn file
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                with open(tmp, "wb") as f:
+                    np.save(f, packed)
+                os.replace(tmp, path)
+            except OSError:
+                pass                                 # a read-only install: build per process
+        _FOLD, _CLASS, _SLOW = packed[0].copy(), packed[1].astype(np.uint8), packed[2].astype(np.uint8)
+
+
+def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fold, class, slow)`` per BMP code point."""
+    if "_FOLD" not in globals():
+        _load_tables()
+    return _FOLD, _CLASS, _SLOW
 
 
 def _is_slow(ch: str) -> bool:
     cp = ord(ch)
     if cp < 0x10000:
-        _learn(np.array([cp]))
-        return bool(_SLOW[cp])
+        return bool(tables()[2][cp])
     return unicodedata.normalize("NFKC", ch).lower() != ch
 
 
 def _fold(ch: str) -> str:
     cp = ord(ch)
-    if cp >= 0x10000:
-        return ch
-    _learn(np.array([cp]))
-    return chr(_FOLD[cp])
+    return ch if cp >= 0x10000 else chr(tables()[0][cp])
 
 
 def normalize_text(text: str) -> str:
@@ -134,10 +158,7 @@ def normalize(texts) -> list[str]:
 
 
 def _class_of(cp: int) -> int:
-    if cp < 0x10000:
-        _learn(np.array([cp]))
-        return int(_CLASS[cp])
-    return _category_class(cp)
+    return int(tables()[1][cp]) if cp < 0x10000 else _category_class(cp)
 
 
 # -- plain-Python reference (small inputs, tests, and datasketch's hashfunc) ------------------
@@ -217,11 +238,7 @@ def prepared_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.nd
     sorted astral code points present, with their classes in the high bits' place as a second
     row (``astral[1]``)."""
     cps, off = _codepoints(texts)
-    flags = kernels.scan(cps, off, _STATE)
-    if (flags & kernels.UNKNOWN).any():
-        bmp = cps[cps <= 0xFFFF]
-        _learn(bmp[_STATE[bmp] == 0])                   # all of the batch's new characters at once
-        flags = kernels.scan(cps, off, _STATE)
+    flags = kernels.scan(cps, off, tables()[2])
     astral_docs = np.flatnonzero(flags & kernels.ASTRAL).tolist()
     slow = set(np.flatnonzero(flags & kernels.SLOW).tolist())
     slow |= {d for d in astral_docs if any(ord(c) > 0xFFFF and _is_slow(c) for c in texts[d])}
@@ -239,7 +256,6 @@ def _renormalized(texts, cps, off, docs):
     pieces, lens, at = [], np.diff(off), 0
     for d in docs:
         new = np.frombuffer(unicodedata.normalize("NFKC", texts[d]).lower().encode("utf-32-le"), dtype=np.uint32)
-        _learn(np.minimum(new, 0xFFFF))
         pieces += [cps[off[at]:off[d]], new]
         lens[d] = len(new)
         at = d + 1
@@ -257,7 +273,8 @@ def sketch_texts(texts: list[str], n_cjk: int, n_word: int, perms: tuple[np.ndar
     ``hashes[offsets[i]:offsets[i+1]]`` in text order (not deduplicated), each ``size[i]`` tokens
     long (the n of its majority script)."""
     cps, off, astral = prepared_codepoints(texts)
-    return kernels.sketch(cps, off, _FOLD, _CLASS, astral[0], astral[1].astype(np.uint8), n_cjk, n_word,
+    fold, klass, _ = tables()
+    return kernels.sketch(cps, off, fold, klass, astral[0], astral[1].astype(np.uint8), n_cjk, n_word,
                           _WINDOW_MULT_NP, perms[0], perms[1])
 
 
