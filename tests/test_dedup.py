@@ -144,7 +144,7 @@ def test_incremental_dedup_against_an_earlier_curated_set(tmp_path):
     assert drops == {}
     second = [doc(f"new{i}", edit(first[i]["text"], rng)) for i in range(10)]        # copies of old ones
     second += [doc(f"fresh{i}", distinct_answer(100 + i)) for i in range(5)]
-    drops, step = run_step(second, tmp_path / "run2", index=index)
+    drops, step = run_step(second, tmp_path / "run2", index=index, memory_mb=0)   # a spill on disk joins the index too
     assert set(drops) == {f"new{i}" for i in range(10)}
     assert all(drops[f"new{i}"].duplicate_of == f"old{i}" for i in range(10))
     assert step.report["settings"]["index_records"] == 40
@@ -167,6 +167,11 @@ def test_two_workers_give_the_same_result(tmp_path):
     one, _ = run_step(records, tmp_path / "one")
     two, _ = run_step(records, tmp_path / "two", workers=2, batch_size=100)
     assert one == two and len(one) == len(range(0, 150, 4))
+    # no memory for the spill: every batch waits on disk, same result
+    on_disk, _ = run_step(records, tmp_path / "disk", workers=2, batch_size=100, memory_mb=0)
+    assert on_disk == one
+    assert sorted(p.name for p in (tmp_path / "disk" / "work" / "spill").glob("b00000.*"))[:2] == \
+        ["b00000.f0.cut.npy", "b00000.f0.hv.npy"]
 
 
 def test_curate_dedup_command(tmp_path):

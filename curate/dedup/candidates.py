@@ -12,6 +12,8 @@ components when members really are similar, and linear in k when they are not.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 ALL_PAIRS_UP_TO = 8     # buckets up to this size give every pair
@@ -48,19 +50,24 @@ def _bucket_pairs(order: np.ndarray, keys_sorted: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def candidate_pairs(keys: np.ndarray, eligible: np.ndarray | None = None) -> np.ndarray:
+def candidate_pairs(keys: np.ndarray, eligible: np.ndarray | None = None, workers: int = 1) -> np.ndarray:
     """Unique (i, j) pairs, i < j, of rows of ``keys`` (n x bands) that share a bucket in any
-    band.  Rows where ``eligible`` is False (no shingles, exact copies) take no part."""
+    band.  Rows where ``eligible`` is False (no shingles, exact copies) take no part.  Bands are
+    sorted in ``workers`` threads (numpy's sort releases the GIL)."""
     rows = np.arange(keys.shape[0]) if eligible is None else np.flatnonzero(eligible)
     if len(rows) < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    found = []
-    for band in range(keys.shape[1]):
+
+    def band_pairs(band: int) -> np.ndarray:
         k = keys[rows, band]
         order = np.argsort(k)               # equal keys in any order: a bucket is a set
-        pairs = _bucket_pairs(rows[order], k[order])
-        if len(pairs):
-            found.append(pairs)
+        return _bucket_pairs(rows[order], k[order])
+
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            found = [p for p in pool.map(band_pairs, range(keys.shape[1])) if len(p)]
+    else:
+        found = [p for p in map(band_pairs, range(keys.shape[1])) if len(p)]
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.concatenate(found)

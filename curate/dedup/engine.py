@@ -1,13 +1,15 @@
-"""The near-dedup engine: four small stages that hand off through arrays and spill files.
+"""The near-dedup engine: four small stages that hand off through arrays and the spill.
 
-    1 sketch     (threads, streaming, compiled)  records -> exact hash, shingle sets, band keys
+    1 sketch     (threads, streaming, compiled)  records -> exact hash, shingle hashes, band keys
     2 candidates (vectorized)                    equal band keys -> candidate pairs
-    3 verify     (threads, compiled)             exact Jaccard of every compared field, own parts
+    3 verify     (threads, compiled)             sorted sets of the records in candidate pairs,
+                                                 exact Jaccard of every compared field, own parts
     4 clusters   (vectorized)                    components, keeper per cluster, drops
 
 Both cores work in threads: the compiled kernels (kernels.py) release the GIL.  Memory stays
-bounded: batches stream through and only ids, 64-bit hashes and band keys stay in memory;
-shingle sets wait on disk under ``work_dir`` (memory-mapped) until a candidate pair needs them.
+bounded: batches stream through and only ids, 64-bit hashes and band keys stay in memory for
+every record; shingle hashes wait in the spill (spill.py: in memory up to ``memory_budget``,
+beyond it on disk under ``work_dir``, memory-mapped) until verification needs them.
 The near-duplicate similarity reported for a dropped record is the exact Jaccard with the record
 it names in ``duplicate_of`` (min over fields for SFT records), never a chained estimate.
 
@@ -20,7 +22,6 @@ it names in ``duplicate_of`` (min over fields for SFT records), never a chained 
 """
 from __future__ import annotations
 
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,9 +33,10 @@ import polars as pl
 from tqdm import tqdm
 
 from . import index as index_store
+from . import spill
 from .candidates import candidate_pairs
 from .clusters import claim, components, priority_order, size_histogram
-from .sketch import DOC, SFT, Settings, read_preview, sketch_batch
+from .sketch import DOC, SFT, Settings, sketch_batch
 from .verify import Spill
 
 
@@ -79,45 +81,39 @@ class _Runner:
 
 class Engine:
     def __init__(self, settings: Settings, work_dir: str | Path, *, workers: int = 2, keep: str = "first",
-                 index: str | None = None, progress: bool = False, examples: int = 5):
+                 index: str | None = None, progress: bool = False, examples: int = 5,
+                 memory_budget: int = 1 << 30):
         self.s, self.work_dir, self.workers = settings, Path(work_dir), max(1, workers)
+        self.memory_budget = memory_budget      # bytes of spilled batches held in memory; beyond: on disk
         self.keep, self.index, self.progress, self.examples = keep, index, progress, examples
         self.n_fields = len(settings.sft_fields)
 
     # -- 1 sketch ---------------------------------------------------------------------------
     def _sketch(self, runner: _Runner, frames: Iterable[pl.DataFrame]) -> dict:
-        spill = self.work_dir / "spill"
-        shutil.rmtree(spill, ignore_errors=True)
-        spill.mkdir(parents=True)
-        parts, prefixes = [], []
+        batches = spill.Batches(self.work_dir / "spill", self.memory_budget)
+        parts = []
         bar = tqdm(desc="dedup: sketch", unit="rec", disable=not self.progress, mininterval=1.0)
-
-        def jobs():
-            for b, frame in enumerate(frames):
-                prefixes.append(str(spill / f"b{b:05d}"))
-                yield frame, prefixes[-1], self.s
-
-        for res in runner.imap(sketch_batch, jobs()):
+        for res in runner.imap(sketch_batch, ((frame, self.s) for frame in frames)):
+            batches.add(res.pop("spill"))
             parts.append(res)
             bar.update(len(res["ids"]))
         bar.close()
         cat = lambda k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
-        return {"ids": [i for p in parts for i in p["ids"]], "kind": cat("kind").astype(np.int8),
-                "exact": cat("exact").astype(np.uint64),
+        return {"ids": [i for p in parts for i in p["ids"]], "kind": cat("kind").astype(np.int8, copy=False),
+                "exact": cat("exact").astype(np.uint64, copy=False),
                 "keys": np.concatenate([p["keys"] for p in parts]) if parts else np.zeros((0, self.s.width), np.uint64),
-                "nonempty": cat("nonempty").astype(bool), "length": cat("length").astype(np.int64),
-                "quality": cat("quality").astype(np.float64),
+                "nonempty": cat("nonempty").astype(bool, copy=False), "length": cat("length").astype(np.int64, copy=False),
+                "quality": cat("quality").astype(np.float64, copy=False),
                 "batch": np.repeat(np.arange(len(parts)), [len(p["ids"]) for p in parts]),
                 "row": np.concatenate([np.arange(len(p["ids"])) for p in parts]) if parts else np.zeros(0, np.int64),
-                "prefixes": prefixes}
+                "batches": batches.entries}
 
     # -- 3 verify ---------------------------------------------------------------------------
     def _similarity(self, all_: dict, a: np.ndarray, b: np.ndarray):
         """Exact similarity of pairs (a[i], b[i]) and whether the own-part check splits them."""
         n_f = np.where(all_["kind"][a] == SFT, self.n_fields, 1)
         loc = lambda x: np.stack((all_["batch"][x], all_["row"][x]), axis=1)
-        spill = Spill(all_["prefixes"], self.n_fields)
-        return spill.similarity(n_f, loc(a), loc(b), self.s.threshold, self.s.own, self.workers)
+        return Spill(all_["batches"], self.n_fields).similarity(n_f, loc(a), loc(b), self.s.threshold, self.s.own, self.workers)
 
     def run(self, frames: Iterable[pl.DataFrame]) -> Result:
         t0 = time.time()
@@ -136,7 +132,7 @@ class Engine:
             pos = {rid: i for i, rid in enumerate(new["ids"])}
             for d in result.drops:
                 kept[pos[d.id]] = False
-            index_store.append(self.index, self.s.signature(), new, kept, self.n_fields)
+            index_store.append(self.index, self.s.signature(), new, kept)
         times["total"] = time.time() - t0
         result.report["seconds"] = {k: round(v, 2) for k, v in times.items()}
         return result
@@ -150,9 +146,9 @@ class Engine:
         mine = set(zip(new["ids"], new["exact"].tolist()))
         keep = np.array([(i, e) not in mine for i, e in zip(prior["ids"], prior["exact"].tolist())], dtype=bool)
         n_prior = int(keep.sum())
-        off = len(prior["prefixes"])
+        off = len(prior["batches"])
         all_ = {"ids": [i for i, k in zip(prior["ids"], keep) if k] + new["ids"],
-                "prefixes": prior["prefixes"] + new["prefixes"],
+                "batches": prior["batches"] + new["batches"],
                 "batch": np.concatenate((prior["batch"][keep], new["batch"] + off)),
                 "prior": np.concatenate((np.ones(n_prior, bool), np.zeros(len(new["ids"]), bool))),
                 "quality": np.concatenate((np.full(n_prior, np.nan), new["quality"]))}
@@ -181,7 +177,7 @@ class Engine:
             b, _ = self.s.lsh(kind)
             eligible = is_rep & all_["nonempty"] & (all_["kind"] == kind)
             if eligible.sum() > 1:
-                pairs.append(candidate_pairs(all_["keys"][:, :b], eligible))
+                pairs.append(candidate_pairs(all_["keys"][:, :b], eligible, self.workers))
         pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
         pairs = pairs[~(all_["prior"][pairs[:, 0]] & all_["prior"][pairs[:, 1]])]
         times["candidates"] = time.time() - t
@@ -250,7 +246,7 @@ class Engine:
         preview = {}
         for b, ms in wanted.items():
             for m in ms:
-                preview[m] = read_preview(f"{all_['prefixes'][b]}.preview.npy", int(all_["row"][m]))
+                preview[m] = spill.preview(all_["batches"][b], int(all_["row"][m]))
         ids = all_["ids"]
         return [{"size": size, "kept": {"id": ids[k], "text": preview[k]},
                  "removed": [{"id": ids[m], "similarity": round(sim_of.get(m, 1.0), 4), "text": preview[m]}

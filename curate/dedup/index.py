@@ -7,7 +7,7 @@ Layout of an index folder (each part is written to a temporary name and renamed,
     meta.json            settings the index was built with + the list of parts
     part-00000/rows.parquet    id, kind, exact hash, has-shingles, length, batch, row, kept
     part-00000/keys.npy        LSH band keys of every row
-    part-00000/b00003.f0.vals.npy ...   sorted shingle sets (as spilled by sketch.py), previews
+    part-00000/b00003.f0.hv.npy ...   shingle hashes, sizes, sentence ends, previews (spill.py)
 
 Only rows with ``kept`` are loaded: a record the earlier run dropped is not in its curated set.
 """
@@ -22,9 +22,9 @@ import numpy as np
 import polars as pl
 
 from ..writing import write_json, write_parquet
-from .verify import SPILLED
+from . import spill
 
-VERSION = 2          # 2: spilled shingle sizes (.n.npy) for the own-part check
+VERSION = 3          # 2: shingle sizes (.n.npy) for the own-part check; 3: shingles in text order, no sets
 
 
 class IndexMismatch(ValueError):
@@ -51,7 +51,8 @@ def check(index_dir: str | Path, signature: dict) -> str | None:
 
 
 def load(index_dir: str | Path, signature: dict) -> dict | None:
-    """The kept rows of every part: arrays like a sketched batch, plus prefixes for their files."""
+    """The kept rows of every part: arrays like a sketched batch, plus their batches' spill
+    entries (file prefixes)."""
     meta = read_meta(index_dir)
     if meta is None:
         return None
@@ -76,30 +77,20 @@ def load(index_dir: str | Path, signature: dict) -> dict | None:
     return {"ids": rows["id"].to_list(), "kind": rows["kind"].to_numpy().astype(np.int8),
             "exact": rows["exact"].to_numpy().astype(np.uint64), "keys": np.concatenate(keys),
             "nonempty": rows["nonempty"].to_numpy(), "length": rows["length"].to_numpy(),
-            "batch": rows["batch"].to_numpy(), "row": rows["row"].to_numpy(), "prefixes": prefixes}
+            "batch": rows["batch"].to_numpy(), "row": rows["row"].to_numpy(), "batches": prefixes}
 
 
-def _link_or_copy(src: str, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
-def append(index_dir: str | Path, signature: dict, new: dict, kept: np.ndarray, n_fields: int) -> str:
+def append(index_dir: str | Path, signature: dict, new: dict, kept: np.ndarray) -> str:
     """Add this run's rows (``new``: ids, kind, exact, keys, nonempty, length, batch, row and the
-    batches' spill prefixes) as a new part; return the part's name."""
+    batches' spill entries) as a new part; return the part's name."""
     index_dir = Path(index_dir)
     meta = read_meta(index_dir) or {"version": VERSION, "settings": signature, "parts": []}
     name = f"part-{len(meta['parts']):05d}"
     tmp = index_dir / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for b, prefix in enumerate(new["prefixes"]):
-        for f in range(n_fields):
-            for what in SPILLED:
-                _link_or_copy(f"{prefix}.f{f}.{what}.npy", tmp / f"b{b:05d}.f{f}.{what}.npy")
-        _link_or_copy(f"{prefix}.preview.npy", tmp / f"b{b:05d}.preview.npy")
+    for b, entry in enumerate(new["batches"]):
+        spill.save(entry, tmp / f"b{b:05d}")
     np.save(tmp / "keys.npy", new["keys"])
     write_parquet(tmp / "rows.parquet", pl.DataFrame({
         "id": new["ids"], "kind": new["kind"], "exact": new["exact"], "nonempty": new["nonempty"],

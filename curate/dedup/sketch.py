@@ -1,9 +1,8 @@
 """Stage 1 of near-dedup, run in threads over batches: records -> compared fields ->
-normalized text -> exact hash, shingle sets and MinHash band keys.  The sorted shingle sets, the
-shingle sequences in text order (as each shingle's index in its set), each text's shingle size
-and its sentence ends are spilled to ``<prefix>.f<field>.<what>.npy`` (verify.SPILLED)
-(needed again only to verify candidates, and kept in the persisted index); what stays in
-memory is small: ids, hashes, band keys.
+normalized text -> exact hash, shingle hashes and MinHash band keys.  The shingle hashes in text
+order, each text's shingle size and its sentence ends go to the spill (spill.py: needed again
+only to verify candidates, and kept in the persisted index); what the later stages hold for
+every record is small: ids, hashes, band keys.
 
 Which text is compared:
 
@@ -20,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from ..schema import all_text, answer_text, prompt_text
-from . import kernels
+from . import spill
 from .shingles import MASK64, mix64, sketch_texts
 from .signatures import band_keys, lsh_params, permutations
 
@@ -81,36 +80,22 @@ def field_texts(frame: pl.DataFrame, settings: Settings) -> tuple[np.ndarray, li
     return kind, cols
 
 
-def write_previews(path: str, texts: list[str], chars: int = 160) -> None:
-    """The first ``chars`` characters of every text, UTF-8, NUL-separated, in one .npy."""
-    joined = "\0".join(t[:chars].replace("\0", " ") for t in texts)
-    np.save(path, np.frombuffer(joined.encode("utf-8", "replace"), np.uint8))
-
-
-def read_preview(path: str, row: int) -> str:
-    data = np.load(path)
-    ends = np.concatenate((np.flatnonzero(data == 0), [len(data)]))
-    start = ends[row - 1] + 1 if row else 0
-    return data[start:ends[row]].tobytes().decode("utf-8")
-
-
-def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
-    """Sketch one batch; spill sets and signatures under ``prefix``; return the small arrays."""
+def sketch_batch(frame: pl.DataFrame, settings: Settings) -> dict:
+    """Sketch one batch: the small arrays that stay in memory, and under ``spill`` what
+    verification needs (spill.py)."""
     kind, cols = field_texts(frame, settings)
     perms = permutations(settings.num_perm, settings.seed)
-    sigs, nonempty = [], np.zeros(frame.height, dtype=bool)
+    sigs, nonempty, spilled = [], np.zeros(frame.height, dtype=bool), {}
     exact = np.zeros(frame.height, dtype=np.uint64)
     for f, texts in enumerate(cols):
-        hv, off, ex, sig, size, cut, tok_off = sketch_texts(texts, settings.n_cjk, settings.n_word, perms)
+        if f > 0 and not kind.any():             # a batch of plain documents: field 0 only
+            hv, off, ex = np.zeros(0, np.uint32), np.zeros(frame.height + 1, np.int64), np.zeros(frame.height, np.uint64)
+            size, cut, tok_off = np.zeros(frame.height, np.uint8), np.zeros(0, np.uint8), off
+            sig = np.zeros((frame.height, settings.num_perm), np.uint32)
+        else:
+            hv, off, ex, sig, size, cut, tok_off = sketch_texts(texts, settings.n_cjk, settings.n_word, perms)
         exact += mix64(ex + np.uint64(((f + 1) * 0x9E3779B97F4A7C15) & MASK64))
-        vals, soff, rank = kernels.sorted_sets(hv, off)
-        np.save(f"{prefix}.f{f}.vals.npy", vals)
-        np.save(f"{prefix}.f{f}.valsoff.npy", soff)
-        np.save(f"{prefix}.f{f}.rank.npy", rank)         # text order, as indices into the set: own-part check
-        np.save(f"{prefix}.f{f}.seqoff.npy", off)
-        np.save(f"{prefix}.f{f}.n.npy", size)
-        np.save(f"{prefix}.f{f}.cut.npy", cut)
-        np.save(f"{prefix}.f{f}.tokoff.npy", tok_off)
+        spilled.update({f"f{f}.hv": hv, f"f{f}.seqoff": off, f"f{f}.n": size, f"f{f}.cut": cut, f"f{f}.tokoff": tok_off})
         sigs.append(sig)
         nonempty |= np.diff(off) > 0
     exact = mix64(exact + kind.astype(np.uint64))
@@ -132,7 +117,6 @@ def sketch_batch(frame: pl.DataFrame, prefix: str, settings: Settings) -> dict:
         q = frame["meta"].str.json_path_match(f"$.{settings.quality_key}").cast(pl.Float64, strict=False)
         quality = q.fill_null(float("nan")).to_numpy().astype(np.float64)
     ids = frame["id"].cast(pl.Utf8)
-    # a short preview per record, read back only for the report's largest clusters
-    write_previews(f"{prefix}.preview.npy", main_text)
+    spilled["preview"] = spill.previews(main_text)      # read back only for the report's largest clusters
     return {"ids": ids.to_list(), "kind": kind, "exact": exact, "keys": keys, "nonempty": nonempty,
-            "length": length, "quality": quality}
+            "length": length, "quality": quality, "spill": spilled}

@@ -18,6 +18,8 @@ Options (``steps: dedup:`` in the YAML config):
     index: ""          a folder: deduplicate against every set curated with this index before,
                        then add this run's kept records to it (incremental dedup)
     batch_size: 5000   records per sketch batch (memory is bounded by this, not by the input)
+    memory_mb: 1024    shingle data held in memory until verification; beyond it, batches wait
+                       on disk in the work folder (about 1 MB per 1,000 records of 250 characters)
     workers: 0         threads for sketching and verifying (0: all cores; the kernels release the GIL)
 """
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Dedup(TableStep):
     name = "dedup"
     defaults = {"threshold": 0.55, "fields": "auto", "keep": "first", "quality_key": "quality",
                 "n_cjk": 3, "n_word": 1, "own": 2, "num_perm": 128, "seed": 1, "index": "",
-                "batch_size": 5000, "workers": 0}
+                "batch_size": 5000, "memory_mb": 1024, "workers": 0}
 
     @classmethod
     def settings(cls, options: dict) -> Settings:
@@ -68,7 +70,8 @@ class Dedup(TableStep):
         bad = [f for f in fields if f not in FIELD_VIEWS]
         if bad or not fields:
             out.append(f"fields: unknown {bad or fields} (use auto, or a comma list of {', '.join(FIELD_VIEWS)})")
-        for key, lo in (("n_cjk", 1), ("n_word", 1), ("num_perm", 8), ("batch_size", 100), ("own", 0)):
+        for key, lo in (("n_cjk", 1), ("n_word", 1), ("num_perm", 8), ("batch_size", 100), ("own", 0),
+                        ("memory_mb", 0)):
             v = options.get(key)
             if isinstance(v, int) and v < lo:
                 out.append(f"{key} must be at least {lo}, got {v}")
@@ -87,7 +90,8 @@ class Dedup(TableStep):
         o = self.options
         workers = o["workers"] or os.cpu_count() or 1
         engine = Engine(self.settings(o), self.ctx.work_dir, workers=workers, keep=o["keep"],
-                        index=o["index"] or None, progress=self.ctx.show_progress)
+                        index=o["index"] or None, progress=self.ctx.show_progress,
+                        memory_budget=int(o["memory_mb"]) << 20)
         result = engine.run(_frames(table, o["batch_size"]))
         self.report = result.report
         self.counts.update({"clusters_with_duplicates": sum(v for k, v in result.report["cluster_sizes"].items()

@@ -2,8 +2,9 @@
 check that the two texts do not each say something of their own.
 
 MinHash only proposes; a pair merges only if every compared field (the whole text of a
-document; prompt *and* answer of an SFT record) reaches the threshold.  The sets were spilled
-by sketch.py as sorted arrays, so one pair costs a merge walk, in compiled code.
+document; prompt *and* answer of an SFT record) reaches the threshold.  The shingle hashes were
+spilled by sketch.py in text order; the records that are in some candidate pair get sorted sets
+(in threads), so one pair costs a merge walk, in compiled code.
 
 Then the own-part check, because Jaccard alone calls two texts that share one long passage
 duplicates even when each adds something of its own (two answers quoting the same paragraph,
@@ -37,9 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numba as nb
 import numpy as np
 
-from .kernels import jaccard as _jaccard
+from . import spill
+from .kernels import jaccard as _jaccard, sorted_sets_of
 
-SPILLED = ("vals", "valsoff", "rank", "seqoff", "n", "cut", "tokoff")   # per batch and field (sketch.py)
 CJK_PER_WORD = 2          # Chinese characters that count as one word in own-part sizes
 
 _jit = nb.njit(cache=True, nogil=True, boundscheck=False)
@@ -206,9 +207,10 @@ def different(set_a, rank_a, cut_a, n_a, set_b, rank_b, cut_b, n_b, rule):
 
 
 @_jit
-def verify(vals, vals_off, rank, seq_off, n, cut, tok_off, n_docs, fields_of, ga, gb, threshold, rule):
-    """Pairs p = documents ga[p] ~ gb[p]; field f of document g is entry ``f * n_docs + g`` of
-    the offset arrays.  Returns the min over the pair's ``fields_of[p]`` fields of the exact
+def verify(vals, vals_off, rank, rank_off, local, n, cut, tok_off, n_docs, fields_of, ga, gb, threshold, rule):
+    """Pairs p = documents ga[p] ~ gb[p]; field f of document g is entry ``e = f * n_docs + g``
+    of ``n``/``tok_off`` and, through ``local[e]``, of the sorted sets (``vals``/``vals_off``,
+    ``rank``/``rank_off``).  Returns the min over the pair's ``fields_of[p]`` fields of the exact
     Jaccard (stopping below ``threshold``), and for pairs that reach it whether the own-part
     check (``different``) finds them different in some field."""
     n_pairs = len(ga)
@@ -218,7 +220,7 @@ def verify(vals, vals_off, rank, seq_off, n, cut, tok_off, n_docs, fields_of, ga
     for p in range(n_pairs):
         sim = 1.0
         for f in range(fields_of[p]):
-            i, j = f * n_docs + ga[p], f * n_docs + gb[p]
+            i, j = local[f * n_docs + ga[p]], local[f * n_docs + gb[p]]
             sim = min(sim, _jaccard(vals[vals_off[i]:vals_off[i + 1]], vals[vals_off[j]:vals_off[j + 1]]))
             if sim < threshold:
                 break
@@ -226,35 +228,53 @@ def verify(vals, vals_off, rank, seq_off, n, cut, tok_off, n_docs, fields_of, ga
         if sim < threshold or not check:
             continue
         for f in range(fields_of[p]):
-            i, j = f * n_docs + ga[p], f * n_docs + gb[p]
-            if different(vals[vals_off[i]:vals_off[i + 1]], rank[seq_off[i]:seq_off[i + 1]],
-                         cut[tok_off[i]:tok_off[i + 1]], n[i],
-                         vals[vals_off[j]:vals_off[j + 1]], rank[seq_off[j]:seq_off[j + 1]],
-                         cut[tok_off[j]:tok_off[j + 1]], n[j], rule):
+            ei, ej = f * n_docs + ga[p], f * n_docs + gb[p]
+            i, j = local[ei], local[ej]
+            if different(vals[vals_off[i]:vals_off[i + 1]], rank[rank_off[i]:rank_off[i + 1]],
+                         cut[tok_off[ei]:tok_off[ei + 1]], n[ei],
+                         vals[vals_off[j]:vals_off[j + 1]], rank[rank_off[j]:rank_off[j + 1]],
+                         cut[tok_off[ej]:tok_off[ej + 1]], n[ej], rule):
                 split[p] = True
                 break
     return sims, split
 
 
-class Spill:
-    """The spilled arrays of every batch and field, read back as one array per kind, fields one
-    after the other: document g's field f is entry ``f * n_docs + g``.  (Memory: the shingles of
-    the whole input, about 1.3 kB per document of 200 characters, read once when verifying.)"""
+def _joined(parts: list[np.ndarray], offsets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Several (values, offsets) pairs as one."""
+    base = np.concatenate(([0], np.cumsum([len(x) for x in parts])))
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    offs = np.concatenate([np.asarray(o[:-1]) + b for o, b in zip(offsets, base)] + [np.array([base[-1]])])
+    return values, offs.astype(np.int64, copy=False)
 
-    def __init__(self, prefixes: list[str], n_fields: int):
-        by_field = {what: [[np.load(f"{p}.f{f}.{what}.npy", mmap_mode="r") for p in prefixes]
-                           for f in range(n_fields)] for what in SPILLED}
-        self.batch_start = np.concatenate(([0], np.cumsum([len(x) for x in by_field["n"][0]]))).astype(np.int64)
-        self.n_docs = int(self.batch_start[-1])
-        self.arrays = {}
-        for values, offsets in (("vals", "valsoff"), ("rank", "seqoff"), ("cut", "tokoff")):
-            parts = [x for f in range(n_fields) for x in by_field[values][f]]
-            offs = [x for f in range(n_fields) for x in by_field[offsets][f]]
-            base = np.concatenate(([0], np.cumsum([len(x) for x in parts])))
-            self.arrays[values] = np.concatenate(parts) if parts else np.zeros(0)
-            self.arrays[offsets] = np.concatenate([np.asarray(o[:-1]) + b for o, b in zip(offs, base)]
-                                                  + [np.array([base[-1]])]).astype(np.int64)
-        self.arrays["n"] = np.concatenate([x for f in range(n_fields) for x in by_field["n"][f]])
+
+class Spill:
+    """The spilled arrays of every batch and field (spill.py) as one array per kind, fields one
+    after the other: document g's field f is entry ``f * n_docs + g``.  (Memory: the shingles of
+    the whole input, about 1 kB per document of 200 characters, gathered once when verifying.)"""
+
+    def __init__(self, entries: list, n_fields: int):
+        get = lambda what: [spill.array(e, f"f{f}.{what}") for f in range(n_fields) for e in entries]
+        self.batch_start = np.concatenate(([0], np.cumsum([len(spill.array(e, "f0.n")) for e in entries])))
+        self.batch_start = self.batch_start.astype(np.int64)
+        self.n_docs, self.n_fields = int(self.batch_start[-1]), n_fields
+        self.hv, self.seq_off = _joined(get("hv"), get("seqoff"))
+        self.cut, self.tok_off = _joined(get("cut"), get("tokoff"))
+        self.n = np.concatenate(get("n")) if entries else np.zeros(0, np.uint8)
+
+    def _sets(self, entries: np.ndarray, workers: int):
+        """Sorted sets of the given entries (sorted, unique), built in ``workers`` threads."""
+        chunks = [c for c in np.array_split(entries, max(1, 2 * workers)) if len(c)]
+        run = lambda c: sorted_sets_of(self.hv, self.seq_off, c)
+        if workers <= 1:
+            got = [run(c) for c in chunks]
+        else:
+            with ThreadPoolExecutor(workers) as pool:         # the kernel releases the GIL
+                got = list(pool.map(run, chunks))
+        vals, vals_off = _joined([g[0] for g in got], [g[1] for g in got])
+        rank, rank_off = _joined([g[2] for g in got], [g[3] for g in got])
+        local = np.full(self.n_fields * self.n_docs, -1, np.int64)
+        local[entries] = np.arange(len(entries))
+        return vals.astype(np.uint32, copy=False), vals_off, rank.astype(np.uint32, copy=False), rank_off, local
 
     def similarity(self, fields_of: np.ndarray, loc_a: np.ndarray, loc_b: np.ndarray, threshold: float,
                    own: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -263,17 +283,20 @@ class Spill:
         ``threshold`` has own parts (``own`` words, 0: no check) that make it two texts."""
         if len(loc_a) == 0:
             return np.zeros(0, np.float32), np.zeros(0, bool)
-        A, rule = self.arrays, own_rule(own)
+        rule = own_rule(own)
         ga = self.batch_start[loc_a[:, 0]] + loc_a[:, 1]
         gb = self.batch_start[loc_b[:, 0]] + loc_b[:, 1]
         fields_of = np.ascontiguousarray(fields_of, dtype=np.int64)
-        run = lambda s: verify(A["vals"], A["valsoff"], A["rank"], A["seqoff"], A["n"], A["cut"], A["tokoff"],
-                               self.n_docs, fields_of[s], ga[s], gb[s], float(threshold), rule)
+        needed = np.unique(np.concatenate([np.concatenate((ga[fields_of > f], gb[fields_of > f])) + f * self.n_docs
+                                           for f in range(int(fields_of.max()))]))
+        sets = self._sets(needed, workers)
+        run = lambda s: verify(*sets, self.n, self.cut, self.tok_off, self.n_docs, fields_of[s], ga[s], gb[s],
+                               float(threshold), rule)
         chunks = [c for c in np.array_split(np.arange(len(loc_a)), max(1, 4 * workers)) if len(c)]
         if workers <= 1:
             got = [run(c) for c in chunks]
         else:
-            with ThreadPoolExecutor(workers) as pool:         # the kernel releases the GIL
+            with ThreadPoolExecutor(workers) as pool:
                 got = list(pool.map(run, chunks))
         return np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
 

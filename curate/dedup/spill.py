@@ -1,0 +1,85 @@
+"""Where each sketched batch's verification data waits until a candidate pair needs it: in
+memory while the batches fit a budget, beyond it in ``.npy`` files under the work folder
+(memory-mapped when read back).  The persisted index (index.py) keeps the same files.
+
+A batch's data is a dict of arrays, per compared field ``f``:
+
+    f{f}.hv      uint32  shingle hashes in text order (the sorted sets are built in verify.py,
+                         only for the records that are in a candidate pair)
+    f{f}.seqoff  int64   each record's start in ``hv`` (len records + 1)
+    f{f}.n       uint8   each record's shingle size (tokens)
+    f{f}.cut     uint8   per token: 1 where a sentence ends
+    f{f}.tokoff  int64   each record's start in ``cut``
+    preview      uint8   the first characters of each record's main text, UTF-8, NUL-separated
+
+An entry of ``Batches`` is that dict, or the path prefix of its files (``<prefix>.<key>.npy``).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+SPILLED = ("hv", "seqoff", "n", "cut", "tokoff")      # per field
+PREVIEW_CHARS = 160
+
+
+def keys(n_fields: int) -> list[str]:
+    return [f"f{f}.{what}" for f in range(n_fields) for what in SPILLED] + ["preview"]
+
+
+def nbytes(batch: dict) -> int:
+    return sum(a.nbytes for a in batch.values())
+
+
+def array(entry: dict | str, key: str) -> np.ndarray:
+    return entry[key] if isinstance(entry, dict) else np.load(f"{entry}.{key}.npy", mmap_mode="r")
+
+
+def save(entry: dict | str, prefix: str | Path) -> None:
+    """Write a batch's files under ``prefix`` (a batch already on disk is hard-linked)."""
+    if isinstance(entry, dict):
+        for key, arr in entry.items():
+            np.save(f"{prefix}.{key}.npy", arr)
+        return
+    for src in Path(entry).parent.glob(Path(entry).name + ".*.npy"):
+        dst = f"{prefix}{src.name[len(Path(entry).name):]}"
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+
+
+class Batches:
+    """This run's batches, in order: kept in memory up to ``budget`` bytes, then written out."""
+
+    def __init__(self, work_dir: Path, budget: int):
+        self.dir, self.budget, self.in_memory = Path(work_dir), budget, 0
+        self.entries: list[dict | str] = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+
+    def add(self, batch: dict) -> None:
+        size = nbytes(batch)
+        if self.in_memory + size <= self.budget:
+            self.in_memory += size
+            self.entries.append(batch)
+        else:
+            prefix = str(self.dir / f"b{len(self.entries):05d}")
+            save(batch, prefix)
+            self.entries.append(prefix)
+
+
+def previews(texts: list[str]) -> np.ndarray:
+    """The first ``PREVIEW_CHARS`` characters of every text, UTF-8, NUL-separated."""
+    joined = "\0".join(t[:PREVIEW_CHARS].replace("\0", " ") for t in texts)
+    return np.frombuffer(joined.encode("utf-8", "replace"), np.uint8)
+
+
+def preview(entry: dict | str, row: int) -> str:
+    data = np.asarray(array(entry, "preview"))
+    ends = np.concatenate((np.flatnonzero(data == 0), [len(data)]))
+    start = ends[row - 1] + 1 if row else 0
+    return data[start:ends[row]].tobytes().decode("utf-8")
