@@ -216,3 +216,58 @@ def test_own_parts_on_synthetic_word_sequences():
     assert not different(*_sides(words((12, 40)), words((500, 512), shared)), own)           # b minus its start
     assert different(*_sides(words((900, 903), shared), words(shared, (500, 503))), own)     # own start vs own end
     assert not different(*_sides(words((10, 20), (700, 701), (21, 40)), words(shared)), own)  # one edited word
+
+
+def test_own_heading_with_a_common_word_or_framing_the_shared_passage_is_not_a_copy():
+    """The three unique records of the 100k benchmark corpus (seed 0) that the check used to lose:
+    a heading of one text that contains a common word the other uses in the passage both share
+    ("if", "the"), against the other's closing line; a one-word heading and closing tag around
+    the shared passage, against the other's long start."""
+    own = own_rule(2)
+    ai = ("AI can also be used to analyze the tone and sentiment of a message to determine if it is likely to "
+          "be harassing or abusive.")
+    code = "if __name__ == '__main__': string_list = [\"one\",\"two\",\"three\",\"four\"] "
+    assert different(*_pair(code + ai, ai + " Category 3: Samsung TVs it takes me to the heights of an angelic hum."),
+                     own)
+    metrics = ("Accuracy metrics, such as precision and recall, can be used to measure how accurately the algorithm "
+               "classifies data, while running time metrics can be used to measure how quickly the algorithm "
+               "processes data.")
+    table = "The - article Ingredients: |          | Connectivity| Wired | Wireless | Both | "
+    assert different(*_pair(table + metrics, metrics + " The room was quickly becoming engulfed in smoke. "
+                                                       "Preheat oven to 375 degrees F."), own)
+    cars = ("Additionally, electric cars have the potential to save drivers a significant amount of money in the "
+            "long-run since they don't require gas or oil changes.")
+    intro = ("- BCD (Buoyancy Control Device) Leaving blue forever - Azouz, F. I love programming, and music. "
+             "-Savings: $1000 ")
+    assert different(*_pair("Ingredients: " + cars + " #HBinfluencers", intro + cars), own)
+    # (seed 1) a heading whose only shared words are common ones, where the other has a start of its
+    # own: no anchor before it, so "where" runs from the texts' starts
+    frost = ("The main idea of Robert Frost's \"Stopping By Woods on a Snowy Evening\" is that although the world "
+             "may be chaotic and dark, there is beauty and peace to be found in moments of solitude.")
+    assert different(*_pair("- Summary of the important points discussed - 2 tablespoons vegan pesto " + frost,
+                            "No, Pluto is not considered a planet in the Solar System. Watching over us with a loving "
+                            "will. " + frost + " - Line up staffing and volunteers"), own)
+    # ... while copies stay copies: one word at one edge could be an edit, and so could a common
+    # word where the other text has its own start too (an edit leaves a token of its own in both)
+    assert not different(*_pair("Ingredients: " + cars, intro + cars), own)
+    assert not different(*_pair(code + ai, code.replace("four", "fuor") + ai + " Angelic hum."), own)
+    rng = random.Random(7)
+    for _ in range(20):
+        assert not different(*_pair(code + ai, edited(code + ai, 0.03, rng)), own)
+
+
+def test_edge_parts_on_synthetic_word_sequences():
+    words = lambda *runs: np.concatenate([np.arange(*r) for r in runs]).astype(np.uint32)
+    shared = (10, 40)
+    own = own_rule(2)
+    # a start of 7 words whose first (word 25) b has only inside the shared part, against b's own end
+    assert different(*_sides(words((25, 26), (900, 906), shared), words(shared, (500, 503))), own)
+    assert not different(*_sides(words((25, 26), (900, 906), shared), words(shared, (500, 502))), own)  # 2 words
+    # one word at each end of the shared part, against a long start of b's own
+    assert different(*_sides(words((900, 901), shared, (901, 902)), words((500, 510), shared)), own)
+    assert not different(*_sides(words((900, 901), shared), words((500, 510), shared)), own)
+    assert not different(*_sides(words((900, 901), shared, (901, 902)), words((500, 501), shared, (501, 502))), own)
+    # 7 own words after a common word (20: in the shared part and in b's own start too), where b has
+    # 16 of its own: no anchor before them, so "where" runs from the texts' starts
+    assert different(*_sides(words((900, 901), (20, 21), (901, 908), shared),
+                             words((500, 505), (20, 21), (505, 516), shared)), own)

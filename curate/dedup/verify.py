@@ -19,9 +19,17 @@ are measured in words; a Chinese character counts as half a word (``CJK_PER_WORD
 * both have a part of their own of at least k + 1 words at a start or an end; or
 * one has a part of its own of at least k words exactly where the other, between the same shared
   neighbours, has one of at least 4k words (one says something else there); or
+* one has parts of its own at both its start and its end, k words together (a one-word heading
+  and a closing tag), and the other one of at least 4k words at a start or an end; or
 * both have a part of their own of at least 4k + 1 words anywhere.
 
-A part only one text has (a copy with a sentence dropped or repeated) is still a copy.
+A part only one text has (a copy with a sentence dropped or repeated) is still a copy.  A part
+at a start (an end) runs up to the text's first (last) shingle that the other text has too --
+except where the other text has nothing of its own before (after) the anchor nearest that edge
+(it starts with the passage both share): then a shingle it has only inside that passage, a
+common word such as "if" or "the" of one text's own heading, is out of place and does not end
+the heading (``edge_parts``).  An edit leaves a token of its own in both texts at the same
+place, so it seldom leaves the other side bare.
 
     >>> words = lambda *runs: np.concatenate([np.arange(*r) for r in runs]).astype(np.uint32)
     >>> shared = (10, 30)                                       # 20 words (shingles of 1) both have
@@ -72,15 +80,17 @@ def match(set_a, set_b):
 
 @_jit
 def occurrences(rank, n_unique):
-    """How often each value of a text's set occurs in its text, and where first."""
+    """How often each value of a text's set occurs in its text, and where first and last."""
     count = np.zeros(n_unique, np.int64)
     first = np.full(n_unique, -1, np.int64)
+    last = np.full(n_unique, -1, np.int64)
     for i in range(len(rank)):
         r = rank[i]
         count[r] += 1
         if first[r] < 0:
             first[r] = i
-    return count, first
+        last[r] = i
+    return count, first, last
 
 
 @_jit
@@ -101,6 +111,42 @@ def _anchor(rank_a, in_b, count_a, count_b, first_b, j, step):
             return j, first_b[v]
         j += step
     return -2, -2
+
+
+@_jit
+def _bare(rank_b, in_a, lo, hi):
+    """Has B nothing of its own in its shingles lo..hi-1?"""
+    for i in range(lo, hi):
+        if in_a[rank_b[i]] < 0:
+            return False
+    return True
+
+
+@_jit
+def edge_parts(rank_a, in_b, count_a, rank_b, in_a, count_b, first_b, last_b):
+    """A's parts of its own at its start and at its end, in tokens: the run of shingles B lacks
+    before A's first shared shingle (after its last).  Where B has nothing of its own before
+    (after) the anchor nearest that edge, the part runs on to that anchor over shared shingles
+    that B has only on the anchor's other side: such a shingle is out of place (a common word of
+    A's own heading or closing line that B uses in the passage both share), not shared text."""
+    m = len(rank_a)
+    ja, jb = _anchor(rank_a, in_b, count_a, count_b, first_b, 0, 1)
+    ka, kb = _anchor(rank_a, in_b, count_a, count_b, first_b, m - 1, -1)
+    bare_start = ja >= 0 and _bare(rank_b, in_a, 0, jb)
+    bare_end = ka >= 0 and _bare(rank_b, in_a, kb + 1, len(rank_b))
+    start = 0
+    while start < m:
+        v = in_b[rank_a[start]]
+        if v >= 0 and (not bare_start or start >= ja or first_b[v] < jb):
+            break
+        start += 1
+    end = 0
+    while end < m:
+        v = in_b[rank_a[m - 1 - end]]
+        if v >= 0 and (not bare_end or m - 1 - end <= ka or last_b[v] > kb):
+            break
+        end += 1
+    return start, end
 
 
 @_jit
@@ -144,7 +190,11 @@ def own_parts(rank_a, in_b, count_a, rank_b, in_a, count_b, first_b, n_a, n_b, s
             if long_min > 0 and u >= short_min and not replaced:
                 a_lo, left = (-1, -1) if prev < 0 else _anchor(rank_a, in_b, count_a, count_b, first_b, prev, -1)
                 a_hi, right = (m, len(rank_b)) if i >= m else _anchor(rank_a, in_b, count_a, count_b, first_b, i, 1)
-                if a_lo > -2 and a_hi > -2 and right > left + 1:
+                if a_lo == -2:                     # no anchor before it: the region runs from the starts
+                    a_lo, left = -1, -1
+                if a_hi == -2:                     # ... after it: to the ends
+                    a_hi, right = m, len(rank_b)
+                if right > left + 1:
                     for k in range(a_lo + 1, a_hi):
                         mark[rank_a[k]] = True
                     replaced = _own_in_region(rank_b, in_a, mark, left + 1, right, n_b) >= long_min
@@ -178,6 +228,12 @@ def own_sentence(rank_a, in_b, cut, min_tokens):
 
 
 @_jit
+def _framed(start, end, min_tokens):
+    """Parts of its own at both the start and the end of a text, ``min_tokens`` together."""
+    return start > 0 and end > 0 and start + end >= min_tokens
+
+
+@_jit
 def _words(k, n):
     """``k`` words in tokens of a text with shingle size n (n > 1: CJK majority, characters)."""
     return k * CJK_PER_WORD if n > 1 else k
@@ -191,8 +247,8 @@ def different(set_a, rank_a, cut_a, n_a, set_b, rank_b, cut_b, n_b, rule):
     if sentence > 0 and own_sentence(rank_a, in_b, cut_a, _words(sentence, n_a)) \
             and own_sentence(rank_b, in_a, cut_b, _words(sentence, n_b)):
         return True
-    count_a, first_a = occurrences(rank_a, len(set_a))
-    count_b, first_b = occurrences(rank_b, len(set_b))
+    count_a, first_a, last_a = occurrences(rank_a, len(set_a))
+    count_b, first_b, last_b = occurrences(rank_b, len(set_b))
     la, ea, ra = own_parts(rank_a, in_b, count_a, rank_b, in_a, count_b, first_b, n_a, n_b,
                            _words(short, n_a), _words(long, n_b))
     if ra:
@@ -201,7 +257,13 @@ def different(set_a, rank_a, cut_a, n_a, set_b, rank_b, cut_b, n_b, rule):
                            _words(short, n_b), _words(long, n_a))
     if rb:
         return True
+    sa, za = edge_parts(rank_a, in_b, count_a, rank_b, in_a, count_b, first_b, last_b)
+    sb, zb = edge_parts(rank_b, in_a, count_b, rank_a, in_b, count_a, first_a, last_a)
+    ea, eb = max(ea, sa, za), max(eb, sb, zb)
     if ends > 0 and ea >= _words(ends, n_a) and eb >= _words(ends, n_b):
+        return True
+    if long > 0 and (_framed(sa, za, _words(short, n_a)) and max(sb, zb) >= _words(long, n_b)
+                     or _framed(sb, zb, _words(short, n_b)) and max(sa, za) >= _words(long, n_a)):
         return True
     return anywhere > 0 and la >= _words(anywhere, n_a) and lb >= _words(anywhere, n_b)
 
