@@ -201,45 +201,49 @@ def _sort_with_positions(keys, pos, keys_tmp, pos_tmp, m):
 
 
 @_jit
-def sorted_sets_of(hv, off, docs):
+def sorted_sets_into(hv, off, docs, start, vals, vals_end, rank):
     """The shingle hashes of documents ``docs`` (document d = ``hv[off[d]:off[d+1]]``, in text
     order) as sorted sets, for exact Jaccard, and each shingle's rank: the index of its value in
-    its document's set (so a check over the shingles in text order needs no search).  Returns
-    ``(values, value offsets, ranks, rank offsets)``, the i-th of ``docs`` at slot i."""
-    n_docs = len(docs)
-    total, longest = 0, 0
-    for i in range(n_docs):
-        m = off[docs[i] + 1] - off[docs[i]]
-        total += m
-        longest = max(longest, m)
-    vals = np.empty(total, np.uint32)
-    rank = np.empty(total, np.uint32)
-    vals_off = np.zeros(n_docs + 1, np.int64)
-    rank_off = np.zeros(n_docs + 1, np.int64)
+    its document's set (so a check over the shingles in text order needs no search).  Written
+    into arrays the caller made (threads fill disjoint parts): the i-th of ``docs`` gets its
+    ranks at ``rank[start[i]:start[i] + its length]`` and its set at
+    ``vals[start[i]:vals_end[i]]``."""
+    longest = 0
+    for i in range(len(docs)):
+        longest = max(longest, off[docs[i] + 1] - off[docs[i]])
     keys, pos = np.empty(longest, np.uint32), np.empty(longest, np.uint32)
     keys_tmp, pos_tmp = np.empty(longest, np.uint32), np.empty(longest, np.uint32)
-    at = 0
-    for i in range(n_docs):
-        lo, m, r0 = off[docs[i]], off[docs[i] + 1] - off[docs[i]], rank_off[i]
+    for i in range(len(docs)):
+        lo, m, at = off[docs[i]], off[docs[i] + 1] - off[docs[i]], start[i]
         for k in range(m):
             keys[k], pos[k] = hv[lo + k], k
         srt, where = _sort_with_positions(keys, pos, keys_tmp, pos_tmp, m)
         u = -1
         for k in range(m):
-            if k == 0 or srt[k] != vals[at - 1]:
-                vals[at] = srt[k]
-                at += 1
+            if k == 0 or srt[k] != srt[k - 1]:
                 u += 1
-            rank[r0 + where[k]] = u
-        vals_off[i + 1] = at
-        rank_off[i + 1] = r0 + m
-    return vals[:at].copy(), vals_off, rank, rank_off
+                vals[start[i] + u] = srt[k]
+            rank[start[i] + where[k]] = u
+        vals_end[i] = start[i] + u + 1
+
+
+def sorted_sets_of(hv, off, docs):
+    """``sorted_sets_into`` new arrays: ``(values, value ends, ranks, starts)`` (document i of
+    ``docs``: set ``values[starts[i]:value_ends[i]]``, ranks ``ranks[starts[i]:starts[i+1]]``)."""
+    start = np.zeros(len(docs) + 1, np.int64)
+    np.cumsum(off[docs + 1] - off[docs], out=start[1:])
+    vals, rank = np.empty(start[-1], np.uint32), np.empty(start[-1], np.uint32)
+    vals_end = np.zeros(len(docs), np.int64)
+    sorted_sets_into(hv, off, docs, start, vals, vals_end, rank)
+    return vals, vals_end, rank, start
 
 
 def sorted_sets(hv, off):
-    """``sorted_sets_of`` every document: ``(values, value offsets, ranks)`` (ranks in ``hv``'s order)."""
-    vals, vals_off, rank, _ = sorted_sets_of(hv, off, np.arange(len(off) - 1))
-    return vals, vals_off, rank
+    """``sorted_sets_of`` every document, the sets packed: ``(values, value offsets, ranks)``
+    (ranks in ``hv``'s order)."""
+    vals, vals_end, rank, start = sorted_sets_of(hv, off, np.arange(len(off) - 1))
+    keep = np.concatenate([np.arange(s, e) for s, e in zip(start[:-1], vals_end)] or [np.zeros(0, np.int64)])
+    return vals[keep], np.concatenate(([0], np.cumsum(vals_end - start[:-1]))), rank
 
 
 @_jit

@@ -47,7 +47,7 @@ import numba as nb
 import numpy as np
 
 from . import spill
-from .kernels import jaccard as _jaccard, sorted_sets_of
+from .kernels import jaccard as _jaccard, sorted_sets_into
 
 CJK_PER_WORD = 2          # Chinese characters that count as one word in own-part sizes
 
@@ -269,12 +269,13 @@ def different(set_a, rank_a, cut_a, n_a, set_b, rank_b, cut_b, n_b, rule):
 
 
 @_jit
-def verify(vals, vals_off, rank, rank_off, local, n, cut, tok_off, n_docs, fields_of, ga, gb, threshold, rule):
+def verify(vals, vals_end, rank, start, local, n, cut, tok_off, n_docs, fields_of, ga, gb, threshold, rule):
     """Pairs p = documents ga[p] ~ gb[p]; field f of document g is entry ``e = f * n_docs + g``
-    of ``n``/``tok_off`` and, through ``local[e]``, of the sorted sets (``vals``/``vals_off``,
-    ``rank``/``rank_off``).  Returns the min over the pair's ``fields_of[p]`` fields of the exact
-    Jaccard (stopping below ``threshold``), and for pairs that reach it whether the own-part
-    check (``different``) finds them different in some field."""
+    of ``n``/``tok_off`` and, through ``i = local[e]``, of the sorted sets: set
+    ``vals[start[i]:vals_end[i]]``, ranks ``rank[start[i]:start[i+1]]``.  Returns the min over
+    the pair's ``fields_of[p]`` fields of the exact Jaccard (stopping below ``threshold``), and
+    for pairs that reach it whether the own-part check (``different``) finds them different in
+    some field."""
     n_pairs = len(ga)
     sims = np.empty(n_pairs, np.float32)
     split = np.zeros(n_pairs, np.bool_)
@@ -283,7 +284,7 @@ def verify(vals, vals_off, rank, rank_off, local, n, cut, tok_off, n_docs, field
         sim = 1.0
         for f in range(fields_of[p]):
             i, j = local[f * n_docs + ga[p]], local[f * n_docs + gb[p]]
-            sim = min(sim, _jaccard(vals[vals_off[i]:vals_off[i + 1]], vals[vals_off[j]:vals_off[j + 1]]))
+            sim = min(sim, _jaccard(vals[start[i]:vals_end[i]], vals[start[j]:vals_end[j]]))
             if sim < threshold:
                 break
         sims[p] = sim
@@ -292,9 +293,9 @@ def verify(vals, vals_off, rank, rank_off, local, n, cut, tok_off, n_docs, field
         for f in range(fields_of[p]):
             ei, ej = f * n_docs + ga[p], f * n_docs + gb[p]
             i, j = local[ei], local[ej]
-            if different(vals[vals_off[i]:vals_off[i + 1]], rank[rank_off[i]:rank_off[i + 1]],
+            if different(vals[start[i]:vals_end[i]], rank[start[i]:start[i + 1]],
                          cut[tok_off[ei]:tok_off[ei + 1]], n[ei],
-                         vals[vals_off[j]:vals_off[j + 1]], rank[rank_off[j]:rank_off[j + 1]],
+                         vals[start[j]:vals_end[j]], rank[start[j]:start[j + 1]],
                          cut[tok_off[ej]:tok_off[ej + 1]], n[ej], rule):
                 split[p] = True
                 break
@@ -324,19 +325,24 @@ class Spill:
         self.n = np.concatenate(get("n")) if entries else np.zeros(0, np.uint8)
 
     def _sets(self, entries: np.ndarray, workers: int):
-        """Sorted sets of the given entries (sorted, unique), built in ``workers`` threads."""
-        chunks = [c for c in np.array_split(entries, max(1, 2 * workers)) if len(c)]
-        run = lambda c: sorted_sets_of(self.hv, self.seq_off, c)
+        """Sorted sets of the given entries (sorted, unique), built in ``workers`` threads, each
+        filling its part of arrays made here (kernels.sorted_sets_into)."""
+        start = np.zeros(len(entries) + 1, np.int64)
+        np.cumsum(self.seq_off[entries + 1] - self.seq_off[entries], out=start[1:])
+        vals, rank = np.empty(start[-1], np.uint32), np.empty(start[-1], np.uint32)
+        vals_end = np.zeros(len(entries), np.int64)
+        cuts = np.linspace(0, len(entries), max(1, 2 * workers) + 1).astype(np.int64)
+        run = lambda lo, hi: sorted_sets_into(self.hv, self.seq_off, entries[lo:hi], start[lo:hi], vals,
+                                              vals_end[lo:hi], rank)
         if workers <= 1:
-            got = [run(c) for c in chunks]
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
+                run(lo, hi)
         else:
             with ThreadPoolExecutor(workers) as pool:         # the kernel releases the GIL
-                got = list(pool.map(run, chunks))
-        vals, vals_off = _joined([g[0] for g in got], [g[1] for g in got])
-        rank, rank_off = _joined([g[2] for g in got], [g[3] for g in got])
+                list(pool.map(run, cuts[:-1], cuts[1:]))
         local = np.full(self.n_fields * self.n_docs, -1, np.int64)
         local[entries] = np.arange(len(entries))
-        return vals.astype(np.uint32, copy=False), vals_off, rank.astype(np.uint32, copy=False), rank_off, local
+        return vals, vals_end, rank, start, local
 
     def similarity(self, fields_of: np.ndarray, loc_a: np.ndarray, loc_b: np.ndarray, threshold: float,
                    own: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
