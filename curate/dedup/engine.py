@@ -99,7 +99,8 @@ class Engine:
             bar.update(len(res["ids"]))
         bar.close()
         cat = lambda k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
-        return {"ids": [i for p in parts for i in p["ids"]], "kind": cat("kind").astype(np.int8, copy=False),
+        ids = pl.concat([p["ids"] for p in parts]) if parts else pl.Series("id", [], pl.Utf8)
+        return {"ids": ids, "kind": cat("kind").astype(np.int8, copy=False),
                 "exact": cat("exact").astype(np.uint64, copy=False),
                 "keys": np.concatenate([p["keys"] for p in parts]) if parts else np.zeros((0, self.s.width), np.uint64),
                 "nonempty": cat("nonempty").astype(bool, copy=False), "length": cat("length").astype(np.int64, copy=False),
@@ -128,10 +129,8 @@ class Engine:
         finally:
             runner.close()
         if self.index:
-            kept = np.ones(len(new["ids"]), dtype=bool)
-            pos = {rid: i for i, rid in enumerate(new["ids"])}
-            for d in result.drops:
-                kept[pos[d.id]] = False
+            dropped = {d.id for d in result.drops}
+            kept = np.array([i not in dropped for i in new["ids"].to_list()], dtype=bool)
             index_store.append(self.index, self.s.signature(), new, kept)
         times["total"] = time.time() - t0
         result.report["seconds"] = {k: round(v, 2) for k, v in times.items()}
@@ -143,11 +142,12 @@ class Engine:
         re-run after an interrupted index update): the index copy is left out."""
         if not prior:
             return {**new, "prior": np.zeros(len(new["ids"]), bool)}, 0
-        mine = set(zip(new["ids"], new["exact"].tolist()))
-        keep = np.array([(i, e) not in mine for i, e in zip(prior["ids"], prior["exact"].tolist())], dtype=bool)
+        mine = set(zip(new["ids"].to_list(), new["exact"].tolist()))
+        keep = np.array([(i, e) not in mine for i, e in zip(prior["ids"].to_list(), prior["exact"].tolist())],
+                        dtype=bool)
         n_prior = int(keep.sum())
         off = len(prior["batches"])
-        all_ = {"ids": [i for i, k in zip(prior["ids"], keep) if k] + new["ids"],
+        all_ = {"ids": pl.concat((prior["ids"].filter(keep), new["ids"])),
                 "batches": prior["batches"] + new["batches"],
                 "batch": np.concatenate((prior["batch"][keep], new["batch"] + off)),
                 "prior": np.concatenate((np.ones(n_prior, bool), np.zeros(len(new["ids"]), bool))),
@@ -202,8 +202,9 @@ class Engine:
         is_exact = owner[gone] == best[gone]
         sim = np.where(is_exact, 1.0, claim_sim[best[gone]]).astype(np.float32)
         ids = all_["ids"]
-        drops = [Removal(ids[g], "duplicate:exact" if e else "duplicate:near", ids[owner[g]], round(float(s), 4))
-                 for g, e, s in zip(gone.tolist(), is_exact.tolist(), sim.tolist())]
+        drops = [Removal(i, "duplicate:exact" if e else "duplicate:near", k, s) for i, e, k, s in
+                 zip(ids.gather(gone).to_list(), is_exact.tolist(), ids.gather(owner[gone]).to_list(),
+                     sim.round(4).tolist())]
         label = components(n, np.concatenate((ex_a, pairs[ok, 0])), np.concatenate((ex_b, pairs[ok, 1])))
         times["clusters"] = time.time() - t
         report = self._report(all_, owner, label, gone, is_exact, sim, len(pairs), int(ok.sum()), n_prior)
@@ -248,8 +249,8 @@ class Engine:
             for m in ms:
                 preview[m] = spill.preview(all_["batches"][b], int(all_["row"][m]))
         ids = all_["ids"]
-        return [{"size": size, "kept": {"id": ids[k], "text": preview[k]},
-                 "removed": [{"id": ids[m], "similarity": round(sim_of.get(m, 1.0), 4), "text": preview[m]}
+        return [{"size": size, "kept": {"id": ids[int(k)], "text": preview[k]},
+                 "removed": [{"id": ids[int(m)], "similarity": round(sim_of.get(m, 1.0), 4), "text": preview[m]}
                              for m in shown]} for k, size, shown in clusters]
 
 

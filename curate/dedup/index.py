@@ -74,7 +74,7 @@ def load(index_dir: str | Path, signature: dict) -> dict | None:
     if not frames:
         return None
     rows = pl.concat(frames)
-    return {"ids": rows["id"].to_list(), "kind": rows["kind"].to_numpy().astype(np.int8),
+    return {"ids": rows["id"], "kind": rows["kind"].to_numpy().astype(np.int8),
             "exact": rows["exact"].to_numpy().astype(np.uint64), "keys": np.concatenate(keys),
             "nonempty": rows["nonempty"].to_numpy(), "length": rows["length"].to_numpy(),
             "batch": rows["batch"].to_numpy(), "row": rows["row"].to_numpy(), "batches": prefixes}

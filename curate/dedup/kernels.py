@@ -49,6 +49,52 @@ def fmix32(h):
     return h ^ (h >> np.uint32(16))
 
 
+@_jit
+def utf8_decode(data, byte_off):
+    """Texts given as valid UTF-8 (text d = ``data[byte_off[d]:byte_off[d+1]]``, as polars holds
+    them) -> one uint32 code point array and each text's start in it (len texts + 1)."""
+    n_docs = len(byte_off) - 1
+    cps = np.empty(len(data), np.uint32)           # at most one code point per byte
+    off = np.zeros(n_docs + 1, np.int64)
+    k = 0
+    for d in range(n_docs):
+        i, end = byte_off[d], byte_off[d + 1]
+        while i < end:
+            b = np.uint32(data[i])
+            if b < 0x80:
+                cp, i = b, i + 1
+            elif b < 0xE0:
+                cp, i = ((b & np.uint32(0x1F)) << np.uint32(6)) | (np.uint32(data[i + 1]) & np.uint32(0x3F)), i + 2
+            elif b < 0xF0:
+                cp = ((b & np.uint32(0x0F)) << np.uint32(12)) | ((np.uint32(data[i + 1]) & np.uint32(0x3F)) << np.uint32(6)) \
+                    | (np.uint32(data[i + 2]) & np.uint32(0x3F))
+                i += 3
+            else:
+                cp = ((b & np.uint32(0x07)) << np.uint32(18)) | ((np.uint32(data[i + 1]) & np.uint32(0x3F)) << np.uint32(12)) \
+                    | ((np.uint32(data[i + 2]) & np.uint32(0x3F)) << np.uint32(6)) | (np.uint32(data[i + 3]) & np.uint32(0x3F))
+                i += 4
+            cps[k] = cp
+            k += 1
+        off[d + 1] = k
+    return cps[:k], off
+
+
+@_jit
+def heads(cps_a, off_a, cps_b, off_b, use_b, chars):
+    """The first ``chars`` code points of each document, from text set A, or B where ``use_b``:
+    (code points, offsets)."""
+    n_docs = len(use_b)
+    out_off = np.zeros(n_docs + 1, np.int64)
+    for d in range(n_docs):
+        n = off_b[d + 1] - off_b[d] if use_b[d] else off_a[d + 1] - off_a[d]
+        out_off[d + 1] = out_off[d] + min(n, chars)
+    out = np.empty(out_off[n_docs], np.uint32)
+    for d in range(n_docs):
+        for k in range(out_off[d + 1] - out_off[d]):
+            out[out_off[d] + k] = cps_b[off_b[d] + k] if use_b[d] else cps_a[off_a[d] + k]
+    return out, out_off
+
+
 SLOW, ASTRAL = 2, 4     # scan's flags per document
 
 

@@ -27,6 +27,7 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from . import kernels
 
@@ -222,22 +223,29 @@ def shingle_hash(shingle) -> int:
 
 
 
-def _codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """All texts as one uint32 code point array, plus each text's start offset (len n+1)."""
+def codepoints(texts) -> tuple[np.ndarray, np.ndarray]:
+    """All texts (a list of str, or a polars String Series: read from its UTF-8 in compiled code,
+    no Python string per text) as one uint32 code point array, plus each text's start (len n+1)."""
+    if isinstance(texts, pl.Series):
+        texts = texts.fill_null("")
+        byte_off = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(texts.str.len_bytes().to_numpy(), out=byte_off[1:])
+        data = texts.str.join("").cast(pl.Binary).item() if len(texts) else b""
+        return kernels.utf8_decode(np.frombuffer(data, np.uint8), byte_off)
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(np.array(list(map(len, texts)), dtype=np.int64), out=offsets[1:])
     cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
     return cps, offsets
 
 
-def prepared_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def prepared_codepoints(texts, raw: tuple[np.ndarray, np.ndarray] | None = None):
     """Code points of every text, ready for the fold-and-classify table lookups in
     ``kernels.sketch``: a text with a character the tables cannot fold on its own (one that
     composes with its neighbours, or an astral one that NFKC changes) has gone through
     ``unicodedata.normalize`` whole first.  Returns ``(cps, offsets, astral)``: ``astral`` the
     sorted astral code points present, with their classes in the high bits' place as a second
-    row (``astral[1]``)."""
-    cps, off = _codepoints(texts)
+    row (``astral[1]``).  ``raw``: ``codepoints(texts)`` if the caller has them already."""
+    cps, off = raw if raw is not None else codepoints(texts)
     flags = kernels.scan(cps, off, tables()[2])
     astral_docs = np.flatnonzero(flags & kernels.ASTRAL).tolist()
     slow = set(np.flatnonzero(flags & kernels.SLOW).tolist())
@@ -265,14 +273,14 @@ def _renormalized(texts, cps, off, docs):
     return np.concatenate(pieces), new_off
 
 
-def sketch_texts(texts: list[str], n_cjk: int, n_word: int, perms: tuple[np.ndarray, np.ndarray]):
+def sketch_texts(texts, n_cjk: int, n_word: int, perms: tuple[np.ndarray, np.ndarray], raw=None):
     """Shingle hashes, whole-text hashes and MinHash signatures of a batch of texts, equal to
     ``shingle_hash`` over ``shingles(tokens(normalize_text(t)))``, ``exact_hash`` and datasketch's
     MinHash.  Returns ``(hashes uint32, offsets int64 of len(texts)+1, exact uint64, signatures
     uint32 of len(texts) x num_perm, shingle size uint8)``: text i's shingles are
     ``hashes[offsets[i]:offsets[i+1]]`` in text order (not deduplicated), each ``size[i]`` tokens
-    long (the n of its majority script)."""
-    cps, off, astral = prepared_codepoints(texts)
+    long (the n of its majority script).  ``texts``: a list of str or a polars String Series."""
+    cps, off, astral = prepared_codepoints(texts, raw)
     fold, klass, _ = tables()
     return kernels.sketch(cps, off, fold, klass, astral[0], astral[1].astype(np.uint8), n_cjk, n_word,
                           _WINDOW_MULT_NP, perms[0], perms[1])

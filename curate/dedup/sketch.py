@@ -19,8 +19,8 @@ import numpy as np
 import polars as pl
 
 from ..schema import all_text, answer_text, prompt_text
-from . import spill
-from .shingles import MASK64, mix64, sketch_texts
+from . import kernels, spill
+from .shingles import MASK64, codepoints, mix64, sketch_texts
 from .signatures import band_keys, lsh_params, permutations
 
 DOC, SFT = 0, 1
@@ -59,18 +59,19 @@ class Settings:
         return d
 
 
-def field_texts(frame: pl.DataFrame, settings: Settings) -> tuple[np.ndarray, list[list[str]]]:
-    """Kind of each row (DOC or SFT) and the texts of the compared fields (docs use slot 0)."""
+def field_texts(frame: pl.DataFrame, settings: Settings) -> tuple[np.ndarray, list]:
+    """Kind of each row (DOC or SFT) and the texts of the compared fields (docs use slot 0): a
+    batch of plain documents keeps its texts in polars (no Python string per record)."""
     n_f = len(settings.sft_fields)
-    texts = frame["text"].fill_null("").to_list() if "text" in frame.columns else [""] * frame.height
+    texts = frame["text"].fill_null("") if "text" in frame.columns else pl.Series([""] * frame.height)
     kind = np.zeros(frame.height, dtype=np.int8)
-    cols: list[list[str]] = [texts] + [[""] * frame.height for _ in range(n_f - 1)]
+    cols: list = [texts] + [[""] * frame.height for _ in range(n_f - 1)]
     if "messages" not in frame.columns:
         return kind, cols
     has_msgs = frame["messages"].list.len().fill_null(0).to_numpy() > 0
     if not has_msgs.any():
         return kind, cols
-    cols[0] = list(texts)
+    texts = cols[0] = texts.to_list()
     msgs = frame["messages"].to_list()
     for i in np.flatnonzero(has_msgs).tolist():
         kind[i] = SFT
@@ -87,13 +88,16 @@ def sketch_batch(frame: pl.DataFrame, settings: Settings) -> dict:
     perms = permutations(settings.num_perm, settings.seed)
     sigs, nonempty, spilled = [], np.zeros(frame.height, dtype=bool), {}
     exact = np.zeros(frame.height, dtype=np.uint64)
+    raw = []                                      # each field's code points, as written
     for f, texts in enumerate(cols):
         if f > 0 and not kind.any():             # a batch of plain documents: field 0 only
             hv, off, ex = np.zeros(0, np.uint32), np.zeros(frame.height + 1, np.int64), np.zeros(frame.height, np.uint64)
             size, cut, tok_off = np.zeros(frame.height, np.uint8), np.zeros(0, np.uint8), off
             sig = np.zeros((frame.height, settings.num_perm), np.uint32)
+            raw.append((hv, off))
         else:
-            hv, off, ex, sig, size, cut, tok_off = sketch_texts(texts, settings.n_cjk, settings.n_word, perms)
+            raw.append(codepoints(texts))
+            hv, off, ex, sig, size, cut, tok_off = sketch_texts(texts, settings.n_cjk, settings.n_word, perms, raw[-1])
         exact += mix64(ex + np.uint64(((f + 1) * 0x9E3779B97F4A7C15) & MASK64))
         spilled.update({f"f{f}.hv": hv, f"f{f}.seqoff": off, f"f{f}.n": size, f"f{f}.cut": cut, f"f{f}.tokoff": tok_off})
         sigs.append(sig)
@@ -109,14 +113,15 @@ def sketch_batch(frame: pl.DataFrame, settings: Settings) -> dict:
             used = sigs[:1] if k == DOC else sigs
             keys[rows, :b] = band_keys([s[rows] for s in used], b, r)
     ans = settings.sft_fields.index("answer") if "answer" in settings.sft_fields else len(settings.sft_fields) - 1
-    main_text = cols[0] if not kind.any() else [cols[0][i] if kind[i] == DOC else cols[ans][i]
-                                                 for i in range(frame.height)]
-    length = np.fromiter(map(len, main_text), dtype=np.int64, count=frame.height)
+    # the main text: a document's text, an SFT record's answer; its length and a preview
+    from_ans = (kind == SFT) & (ans > 0)
+    (cps_0, off_0), (cps_ans, off_ans) = raw[0], raw[ans]
+    length = np.where(from_ans, np.diff(off_ans), np.diff(off_0))
+    spilled["preview"], spilled["preview_off"] = kernels.heads(cps_0, off_0, cps_ans, off_ans, from_ans,
+                                                               spill.PREVIEW_CHARS)
     quality = np.full(frame.height, np.nan)
     if "meta" in frame.columns:
         q = frame["meta"].str.json_path_match(f"$.{settings.quality_key}").cast(pl.Float64, strict=False)
         quality = q.fill_null(float("nan")).to_numpy().astype(np.float64)
-    ids = frame["id"].cast(pl.Utf8)
-    spilled["preview"] = spill.previews(main_text)      # read back only for the report's largest clusters
-    return {"ids": ids.to_list(), "kind": kind, "exact": exact, "keys": keys, "nonempty": nonempty,
+    return {"ids": frame["id"].cast(pl.Utf8), "kind": kind, "exact": exact, "keys": keys, "nonempty": nonempty,
             "length": length, "quality": quality, "spill": spilled}

@@ -10,7 +10,8 @@ A batch's data is a dict of arrays, per compared field ``f``:
     f{f}.n       uint8   each record's shingle size (tokens)
     f{f}.cut     uint8   per token: 1 where a sentence ends
     f{f}.tokoff  int64   each record's start in ``cut``
-    preview      uint8   the first characters of each record's main text, UTF-8, NUL-separated
+    preview      uint32  the first PREVIEW_CHARS code points of each record's main text (a
+    preview_off  int64   document's text, an SFT record's answer), for the report's examples
 
 An entry of ``Batches`` is that dict, or the path prefix of its files (``<prefix>.<key>.npy``).
 """
@@ -24,10 +25,6 @@ import numpy as np
 
 SPILLED = ("hv", "seqoff", "n", "cut", "tokoff")      # per field
 PREVIEW_CHARS = 160
-
-
-def keys(n_fields: int) -> list[str]:
-    return [f"f{f}.{what}" for f in range(n_fields) for what in SPILLED] + ["preview"]
 
 
 def nbytes(batch: dict) -> int:
@@ -72,14 +69,6 @@ class Batches:
             self.entries.append(prefix)
 
 
-def previews(texts: list[str]) -> np.ndarray:
-    """The first ``PREVIEW_CHARS`` characters of every text, UTF-8, NUL-separated."""
-    joined = "\0".join(t[:PREVIEW_CHARS].replace("\0", " ") for t in texts)
-    return np.frombuffer(joined.encode("utf-8", "replace"), np.uint8)
-
-
 def preview(entry: dict | str, row: int) -> str:
-    data = np.asarray(array(entry, "preview"))
-    ends = np.concatenate((np.flatnonzero(data == 0), [len(data)]))
-    start = ends[row - 1] + 1 if row else 0
-    return data[start:ends[row]].tobytes().decode("utf-8")
+    cps, off = array(entry, "preview"), array(entry, "preview_off")
+    return np.asarray(cps[off[row]:off[row + 1]]).astype("<u4").tobytes().decode("utf-32-le", "replace")
