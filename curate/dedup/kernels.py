@@ -273,6 +273,15 @@ def sorted_sets_into(hv, off, docs, start, vals, vals_end, rank):
         vals_end[i] = start[i] + u + 1
 
 
+@_jit
+def gather_ragged(values, off, rows, out, out_start):
+    """Copy ``values[off[r]:off[r+1]]`` of each of ``rows`` to ``out[out_start[i]:]``."""
+    for i in range(len(rows)):
+        lo, m = off[rows[i]], off[rows[i] + 1] - off[rows[i]]
+        for k in range(m):
+            out[out_start[i] + k] = values[lo + k]
+
+
 def sorted_sets_of(hv, off, docs):
     """``sorted_sets_into`` new arrays: ``(values, value ends, ranks, starts)`` (document i of
     ``docs``: set ``values[starts[i]:value_ends[i]]``, ranks ``ranks[starts[i]:starts[i+1]]``)."""

@@ -47,7 +47,7 @@ import numba as nb
 import numpy as np
 
 from . import spill
-from .kernels import jaccard as _jaccard, sorted_sets_into
+from .kernels import gather_ragged, jaccard as _jaccard, sorted_sets_into
 
 CJK_PER_WORD = 2          # Chinese characters that count as one word in own-part sizes
 
@@ -269,10 +269,11 @@ def different(set_a, rank_a, cut_a, n_a, set_b, rank_b, cut_b, n_b, rule):
 
 
 @_jit
-def verify(vals, vals_end, rank, start, local, n, cut, tok_off, n_docs, fields_of, ga, gb, threshold, rule):
-    """Pairs p = documents ga[p] ~ gb[p]; field f of document g is entry ``e = f * n_docs + g``
-    of ``n``/``tok_off`` and, through ``i = local[e]``, of the sorted sets: set
-    ``vals[start[i]:vals_end[i]]``, ranks ``rank[start[i]:start[i+1]]``.  Returns the min over
+def verify(vals, vals_end, rank, start, n, cut, cut_start, local, n_docs, fields_of, ga, gb, threshold, rule):
+    """Pairs p = documents ga[p] ~ gb[p]; field f of document g is entry ``e = f * n_docs + g``,
+    at slot ``i = local[e]`` of the compact arrays (Spill._gather): set
+    ``vals[start[i]:vals_end[i]]``, ranks ``rank[start[i]:start[i+1]]``, sentence ends
+    ``cut[cut_start[i]:cut_start[i+1]]``, shingle size ``n[i]``.  Returns the min over
     the pair's ``fields_of[p]`` fields of the exact Jaccard (stopping below ``threshold``), and
     for pairs that reach it whether the own-part check (``different``) finds them different in
     some field."""
@@ -291,58 +292,64 @@ def verify(vals, vals_end, rank, start, local, n, cut, tok_off, n_docs, fields_o
         if sim < threshold or not check:
             continue
         for f in range(fields_of[p]):
-            ei, ej = f * n_docs + ga[p], f * n_docs + gb[p]
-            i, j = local[ei], local[ej]
+            i, j = local[f * n_docs + ga[p]], local[f * n_docs + gb[p]]
             if different(vals[start[i]:vals_end[i]], rank[start[i]:start[i + 1]],
-                         cut[tok_off[ei]:tok_off[ei + 1]], n[ei],
+                         cut[cut_start[i]:cut_start[i + 1]], n[i],
                          vals[start[j]:vals_end[j]], rank[start[j]:start[j + 1]],
-                         cut[tok_off[ej]:tok_off[ej + 1]], n[ej], rule):
+                         cut[cut_start[j]:cut_start[j + 1]], n[j], rule):
                 split[p] = True
                 break
     return sims, split
 
 
-def _joined(parts: list[np.ndarray], offsets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Several (values, offsets) pairs as one."""
-    base = np.concatenate(([0], np.cumsum([len(x) for x in parts])))
-    values = np.concatenate(parts) if parts else np.zeros(0)
-    offs = np.concatenate([np.asarray(o[:-1]) + b for o, b in zip(offsets, base)] + [np.array([base[-1]])])
-    return values, offs.astype(np.int64, copy=False)
-
-
 class Spill:
-    """The spilled arrays of every batch and field (spill.py) as one array per kind, fields one
-    after the other: document g's field f is entry ``f * n_docs + g``.  (Memory: the shingles of
-    the whole input, about 1 kB per document of 200 characters, gathered once when verifying.)"""
+    """The spilled batches (spill.py), read for verification: only the records that are in some
+    candidate pair, field by field, straight from each batch into compact arrays (no copy of the
+    whole spill).  Entry ``e = f * n_docs + g`` is field f of document g (g counts across
+    batches); ``local[e]`` its slot in the compact arrays."""
 
     def __init__(self, entries: list, n_fields: int):
-        get = lambda what: [spill.array(e, f"f{f}.{what}") for f in range(n_fields) for e in entries]
-        self.batch_start = np.concatenate(([0], np.cumsum([len(spill.array(e, "f0.n")) for e in entries])))
-        self.batch_start = self.batch_start.astype(np.int64)
-        self.n_docs, self.n_fields = int(self.batch_start[-1]), n_fields
-        self.hv, self.seq_off = _joined(get("hv"), get("seqoff"))
-        self.cut, self.tok_off = _joined(get("cut"), get("tokoff"))
-        self.n = np.concatenate(get("n")) if entries else np.zeros(0, np.uint8)
+        self.entries, self.n_fields = entries, n_fields
+        sizes = [len(spill.array(e, "f0.n")) for e in entries]
+        self.batch_start = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        self.n_docs = int(self.batch_start[-1])
 
-    def _sets(self, entries: np.ndarray, workers: int):
-        """Sorted sets of the given entries (sorted, unique), built in ``workers`` threads, each
-        filling its part of arrays made here (kernels.sorted_sets_into)."""
-        start = np.zeros(len(entries) + 1, np.int64)
-        np.cumsum(self.seq_off[entries + 1] - self.seq_off[entries], out=start[1:])
+    def _gather(self, docs_per_field: list[np.ndarray], workers: int):
+        """Sorted sets, ranks, sentence ends and shingle sizes of the given documents (sorted
+        global indices, per field), built in ``workers`` threads that fill their parts of arrays
+        made here (kernels.sorted_sets_into, gather_ragged)."""
+        groups = []                                          # (field, batch, first slot, rows)
+        slot = 0
+        for f, docs in enumerate(docs_per_field):
+            bounds = np.searchsorted(docs, self.batch_start)
+            for b in np.flatnonzero(np.diff(bounds)):
+                rows = docs[bounds[b]:bounds[b + 1]] - self.batch_start[b]
+                groups.append((f, int(b), slot, rows))
+                slot += len(rows)
+        arrays = lambda f, b: [spill.array(self.entries[b], f"f{f}.{w}") for w in ("hv", "seqoff", "cut", "tokoff", "n")]
+        seq_len, cut_len, n = np.zeros(slot, np.int64), np.zeros(slot, np.int64), np.zeros(slot, np.uint8)
+        for f, b, at, rows in groups:
+            _, seq_off, _, tok_off, sizes = arrays(f, b)
+            seq_len[at:at + len(rows)] = seq_off[rows + 1] - seq_off[rows]
+            cut_len[at:at + len(rows)] = tok_off[rows + 1] - tok_off[rows]
+            n[at:at + len(rows)] = sizes[rows]
+        start, cut_start = (np.concatenate(([0], np.cumsum(x))).astype(np.int64) for x in (seq_len, cut_len))
         vals, rank = np.empty(start[-1], np.uint32), np.empty(start[-1], np.uint32)
-        vals_end = np.zeros(len(entries), np.int64)
-        cuts = np.linspace(0, len(entries), max(1, 2 * workers) + 1).astype(np.int64)
-        run = lambda lo, hi: sorted_sets_into(self.hv, self.seq_off, entries[lo:hi], start[lo:hi], vals,
-                                              vals_end[lo:hi], rank)
+        vals_end, cut = np.zeros(slot, np.int64), np.empty(cut_start[-1], np.uint8)
+
+        def fill(f, b, at, rows):
+            hv, seq_off, cuts, tok_off, _ = arrays(f, b)
+            end = at + len(rows)
+            sorted_sets_into(hv, seq_off, rows, start[at:end], vals, vals_end[at:end], rank)
+            gather_ragged(cuts, tok_off, rows, cut, cut_start[at:end])
+
         if workers <= 1:
-            for lo, hi in zip(cuts[:-1], cuts[1:]):
-                run(lo, hi)
+            for g in groups:
+                fill(*g)
         else:
-            with ThreadPoolExecutor(workers) as pool:         # the kernel releases the GIL
-                list(pool.map(run, cuts[:-1], cuts[1:]))
-        local = np.full(self.n_fields * self.n_docs, -1, np.int64)
-        local[entries] = np.arange(len(entries))
-        return vals, vals_end, rank, start, local
+            with ThreadPoolExecutor(workers) as pool:         # the kernels release the GIL
+                list(pool.map(lambda g: fill(*g), groups))
+        return vals, vals_end, rank, start, n, cut, cut_start
 
     def similarity(self, fields_of: np.ndarray, loc_a: np.ndarray, loc_b: np.ndarray, threshold: float,
                    own: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -355,11 +362,11 @@ class Spill:
         ga = self.batch_start[loc_a[:, 0]] + loc_a[:, 1]
         gb = self.batch_start[loc_b[:, 0]] + loc_b[:, 1]
         fields_of = np.ascontiguousarray(fields_of, dtype=np.int64)
-        needed = np.unique(np.concatenate([np.concatenate((ga[fields_of > f], gb[fields_of > f])) + f * self.n_docs
-                                           for f in range(int(fields_of.max()))]))
-        sets = self._sets(needed, workers)
-        run = lambda s: verify(*sets, self.n, self.cut, self.tok_off, self.n_docs, fields_of[s], ga[s], gb[s],
-                               float(threshold), rule)
+        docs = [np.unique(np.concatenate((ga[fields_of > f], gb[fields_of > f]))) for f in range(int(fields_of.max()))]
+        local = np.full(self.n_fields * self.n_docs, -1, np.int64)
+        local[np.concatenate([d + f * self.n_docs for f, d in enumerate(docs)])] = np.arange(sum(map(len, docs)))
+        compact = self._gather(docs, workers)
+        run = lambda s: verify(*compact, local, self.n_docs, fields_of[s], ga[s], gb[s], float(threshold), rule)
         chunks = [c for c in np.array_split(np.arange(len(loc_a)), max(1, 4 * workers)) if len(c)]
         if workers <= 1:
             got = [run(c) for c in chunks]
