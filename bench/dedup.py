@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -121,30 +122,36 @@ shutil.rmtree(work, ignore_errors=True)
 
 def measure(cmd: list[str], label: str) -> dict:
     """Run ``cmd``: wall seconds, CPU seconds (user + system, its waited-for children included),
-    peak RSS of its whole process tree (polled every 0.1 s), load average before and after."""
+    peak RSS of its whole process tree (polled every 0.1 s by a thread while this one waits for
+    the exit, so the end is seen at once), load average before and after."""
     load_before = os.getloadavg()[0]
-    t0 = time.time()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.time()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        root, peak = psutil.Process(proc.pid), 0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-                peak = max(peak, rss)
-            except psutil.Error:
-                pass
-            time.sleep(0.1)
+        peak, done = [0], threading.Event()
+
+        def poll():
+            root = psutil.Process(proc.pid)
+            while not done.wait(0.1):
+                try:
+                    peak[0] = max(peak[0], sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
+                except psutil.Error:
+                    pass
+
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        _, status, usage = os.wait4(proc.pid, 0)
         wall = time.time() - t0
+        done.set()
+        watcher.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        if os.waitstatus_to_exitcode(status):
+        if proc.returncode:
             raise RuntimeError(f"{label} failed:\n{err.read()[-3000:]}")
         cpu = usage.ru_utime + usage.ru_stime
         return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "cores_used": round(cpu / wall, 2),
-                "peak_rss_gb": round(peak / 2**30, 2), "load_before": round(load_before, 2),
+                "peak_rss_gb": round(peak[0] / 2**30, 2), "load_before": round(load_before, 2),
                 "load_after": round(os.getloadavg()[0], 2), "stdout": out.read().strip()[-500:]}
 
 

@@ -56,9 +56,11 @@ def run(config, inputs, mapping, out, only, skip, seed, workers, output_format, 
 @click.option("--keep", type=click.Choice(["first", "longest", "quality"]), help="Who stays in a cluster (default first).")
 @click.option("--index", "index_dir", help="Index folder: dedup against earlier runs' kept records, then add this run's.")
 @click.option("--map", "mapping", help="Columns to schema keys, as for `curate run`.")
+@click.option("--memory-mb", type=int, help="Shingle data held in memory until verification; beyond it, on disk "
+                                            "in the work folder (default 1024).")
 @click.option("--workers", type=int, help="Worker processes (default: all cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def dedup(inputs, out, threshold, fields, keep, index_dir, mapping, workers, no_progress):
+def dedup(inputs, out, threshold, fields, keep, index_dir, mapping, memory_mb, workers, no_progress):
     """Remove exact and near duplicates only: the pipeline's readers and outputs, the dedup step alone.
 
     \b
@@ -67,7 +69,7 @@ def dedup(inputs, out, threshold, fields, keep, index_dir, mapping, workers, no_
     """
     from .pipeline import run as run_pipeline
     opts = {k: v for k, v in (("threshold", threshold), ("fields", fields), ("keep", keep), ("index", index_dir),
-                              ("workers", workers)) if v is not None}
+                              ("memory_mb", memory_mb), ("workers", workers)) if v is not None}
     try:
         cfg = load_config(None, inputs=inputs, mapping=mapping, out=out, only="dedup",
                           overrides={"steps": {"dedup": opts}, "workers": workers})

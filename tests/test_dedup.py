@@ -186,7 +186,7 @@ def test_curate_dedup_command(tmp_path):
     src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n{broken\n", encoding="utf-8")
     out = tmp_path / "out"
     res = CliRunner().invoke(curate_main, ["dedup", "--input", str(src), "--out", str(out), "--workers", "1",
-                                           "--no-progress"])
+                                           "--memory-mb", "0", "--no-progress"])          # the spill on disk
     assert res.exit_code == 0, res.output
     kept = pl.read_parquet(out / "curated.parquet")
     rejects = pl.read_parquet(out / "rejects.parquet")
@@ -199,6 +199,10 @@ def test_curate_dedup_command(tmp_path):
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     d = report["step_report"]["dedup"]
     assert d["removed"]["near"] == 12 and d["cluster_sizes"]["2"] == 12 and d["largest_clusters"]
+    by_id = {r["id"]: r for r in rows}
+    for cluster in d["largest_clusters"]:            # examples show each record's answer, as written
+        for shown in [cluster["kept"], *cluster["removed"]]:
+            assert shown["text"] and by_id[shown["id"]]["output"].startswith(shown["text"])
     assert "dedup" in (out / "report.html").read_text(encoding="utf-8")
     assert (out / "manifest.json").exists()
     bad = CliRunner().invoke(curate_main, ["dedup", "--input", str(src), "--out", str(out), "--threshold", "2",

@@ -8,6 +8,7 @@ import unicodedata
 from itertools import combinations
 
 import numpy as np
+import polars as pl
 import pytest
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
@@ -77,6 +78,16 @@ def test_vectorized_shingles_equal_the_reference():
             toks = tokens(normalize_text(t))
             assert hv[off[i]:off[i + 1]].tolist() == [shingle_hash(s) for s in shingles(toks, n_cjk, n_word)], t
             assert int(ex[i]) == exact_hash(toks)
+
+
+def test_texts_read_from_polars_utf8_equal_texts_from_python_strings():
+    texts = [BASE_ZH, BASE_EN, MIXED, *ODD, "e\u0301cole Ｅ\u0301", "\U0001F600" * 3, "\u00e9" * 2]
+    from_list = sketch_texts(texts, 3, 1, permutations(32, 1))
+    from_polars = sketch_texts(pl.Series(texts), 3, 1, permutations(32, 1))
+    for a, b in zip(from_list, from_polars):
+        np.testing.assert_array_equal(a, b)
+    nulls = sketch_texts(pl.Series(["你好世界", None, ""]), 3, 1, permutations(32, 1))
+    np.testing.assert_array_equal(nulls[1], sketch_texts(["你好世界", "", ""], 3, 1, permutations(32, 1))[1])
 
 
 @pytest.mark.parametrize("num_perm,seed", [(128, 1), (64, 7)])
