@@ -15,6 +15,8 @@ insert.  datatrove (a peer, default MinhashDedup settings) runs from a separate 
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import os
 import shutil
@@ -186,6 +188,9 @@ def run_recipe(name: str, corpus: Path, python: str | None = None) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_run":
         sys.path.insert(0, str(ROOT))
+        # Every recipe's process exits as the `curate` CLI does: without the interpreter's last
+        # garbage-collector walk over what is left (curate/cli.py says why); the same for all.
+        atexit.register(gc.freeze)
         {"anchor": anchor, "ours": ours, "curate": curate_cli}[sys.argv[2]](sys.argv[3], sys.argv[4])
         return
     ap = argparse.ArgumentParser()
