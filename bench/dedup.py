@@ -3,6 +3,7 @@ run, on make_dedup_corpus.py output, each scored with score_dedup.py.
 
     .venv/bin/python bench/dedup.py                       # 100k: anchor, ours (engine, CLI), datatrove if installed
     .venv/bin/python bench/dedup.py --big 1000000          # plus 1M docs: ours (engine and `curate dedup`)
+    .venv/bin/python bench/dedup.py --recipes ours --big 1000000 --big-recipes anchor,ours   # the ratio at 1M
     .venv/bin/python bench/dedup.py --recipes anchor,ours  # just the ratio (ours: median of --repeat 3)
 
 Every recipe runs in its own process; wall time, CPU time (user + system: with the load average
@@ -195,7 +196,9 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=100_000)
-    ap.add_argument("--big", type=int, default=0, help="also run ours on a corpus this big (e.g. 1000000)")
+    ap.add_argument("--big", type=int, default=0, help="also run on a corpus this big (e.g. 1000000)")
+    ap.add_argument("--big-recipes", default="ours,curate",
+                    help="which to run on the --big corpus, once each (add anchor for the ratio there: ~6 min at 1M)")
     ap.add_argument("--datatrove-python", default="/tmp/dt-venv/bin/python")
     ap.add_argument("--recipes", default="anchor,ours,curate,datatrove", help="which to run on the --docs corpus")
     ap.add_argument("--repeat", type=int, default=3,
@@ -214,13 +217,13 @@ def main() -> None:
         rows.append(run_recipe("datatrove", small, a.datatrove_python))
     if a.big:
         big = corpus_of(a.big)
-        rows.append(run_recipe("ours", big))
-        rows.append(run_recipe("curate", big))
-    anchor_rate = next((r["docs_per_s"] for r in rows if r["recipe"] == "anchor"), None)
+        for name in a.big_recipes.split(","):
+            rows.append(run_recipe(name, big))
+    anchor_rate = {r["docs"]: r["docs_per_s"] for r in rows if r["recipe"] == "anchor"}
     print("\n| recipe | docs | s | docs/s | x anchor | CPU s | load | peak RSS GB | precision | recall | F1 | lost clusters |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        ratio = f"{r['docs_per_s'] / anchor_rate:.1f}" if anchor_rate and r["docs"] == a.docs else "-"
+        ratio = f"{r['docs_per_s'] / anchor_rate[r['docs']]:.1f}" if r["docs"] in anchor_rate else "-"
         print(f"| {r['recipe']} | {r['docs']:,} | {r['seconds']} | {r['docs_per_s']:,} | {ratio} | {r['cpu_seconds']} | "
               f"{r['load_before']}-{r['load_after']} | {r['peak_rss_gb']} | "
               f"{r['precision']} | {r['recall']} | {r['f1']} | {r['lost_clusters']} |")
