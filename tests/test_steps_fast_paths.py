@@ -19,6 +19,10 @@ from curate.steps.normalize import Normalize
 from curate.steps.safety import Safety
 from curate.steps.textutil import HAN, HANGUL, KANA
 
+# ~100k real texts through every reference: 30-35 s, so out of `make test-quick` (the steps'
+# behaviour on edge cases is tested quickly in test_steps_text.py).
+pytestmark = pytest.mark.slow
+
 MEDICAL = "medical_dialogue/internal_medicine_5000-6000.gb18030.csv"
 
 EDGE_CASES = [
