@@ -5,7 +5,8 @@
 Consecutive record steps run together over batches in worker processes (``record_batches.py``
 is what a worker runs); each finished batch is
 a Parquet part under ``OUT/.work/<run key>/`` written atomically, so an interrupted run resumes
-where it stopped and a finished one (same inputs, config and versions: the run key) is a no-op.
+where it stopped and a finished one (same inputs, config, versions and curate's code: the run
+key) is a no-op.
 Outputs: curated.parquet, rejects.parquet, report.json, report.html and manifest.json, which is
 written last: an output folder without it is not a finished run.
 """
@@ -106,9 +107,20 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def source_digest(root: Path) -> str:
+    """A short hash of every ``.py`` file under ``root`` (paths and contents): in an editable
+    install the version stays put while the code changes, and a run made by other code is not
+    the same run."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def tool_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
-    out = {"python": sys.version.split()[0], "curate": __version__}
+    out = {"python": sys.version.split()[0], "curate": __version__,
+           "curate_code": source_digest(Path(__file__).resolve().parent)}
     for pkg in ("polars", "datasketch", "langdetect", "numpy", "tokenizers", "sentencepiece", "transformers"):
         try:
             out[pkg] = version(pkg)

@@ -1,6 +1,7 @@
 """`curate run`: a finished run is a no-op; a killed run leaves nothing that looks complete and resumes."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -101,3 +102,26 @@ def test_killed_run_leaves_nothing_complete_and_resumes(tmp_path, shared_data):
     assert frame(out / "curated.parquet").equals(frame(whole / "curated.parquet"))
     assert frame(out / "rejects.parquet").equals(frame(whole / "rejects.parquet"))
     assert frame(out / "rejects.parquet")["reason"].value_counts().height >= 3   # quality, balance, history drops
+
+
+def test_a_run_made_by_other_code_is_not_up_to_date(tmp_path, shared_data, monkeypatch):
+    from curate import pipeline
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    first = pipeline.source_digest(pkg)
+    (pkg / "notes.txt").write_text("not code")
+    assert pipeline.source_digest(pkg) == first                 # only Python sources count
+    (pkg / "sub" / "b.py").write_text("y = 3\n")
+    assert pipeline.source_digest(pkg) != first                 # an edit in an editable install
+    out = tmp_path / "out"
+    cfg = config(tmp_path, shared_data, out)
+    args = ["run", str(cfg), "--only", STEPS, "--no-progress", "--workers", "1"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["versions"]["curate_code"] == \
+        pipeline.source_digest(Path(pipeline.__file__).parent)
+    # the curate sources cannot be edited under a test: their digest is what changes
+    monkeypatch.setattr(pipeline, "source_digest", lambda root: "0" * 16)
+    rerun = CliRunner().invoke(main, args)
+    assert rerun.exit_code == 0 and "up to date" not in rerun.output
