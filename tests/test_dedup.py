@@ -195,6 +195,7 @@ def test_curate_dedup_command(tmp_path):
     assert sorted(dups["id"].to_list()) == sorted(f"q{i}-dup" for i in range(0, 60, 5))   # input ids kept
     assert dups["duplicate_of"].to_list() == [i.removesuffix("-dup") for i in dups["id"].to_list()]
     assert dups["similarity"].min() >= 0.55
+    assert all(s == round(s, 4) for s in dups["similarity"].to_list())      # 4 decimals, no float32 noise
     assert rejects.filter(pl.col("stage") == "read").height == 1                          # the broken line
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     d = report["step_report"]["dedup"]

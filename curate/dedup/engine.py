@@ -212,7 +212,7 @@ class Engine:
         ids = all_["ids"]
         drops = [Removal(i, "duplicate:exact" if e else "duplicate:near", k, s) for i, e, k, s in
                  zip(ids.gather(gone).to_list(), is_exact.tolist(), ids.gather(owner[gone]).to_list(),
-                     sim.round(4).tolist())]
+                     np.round(sim.astype(np.float64), 4).tolist())]   # 0.58, not float32's 0.5799999833
         label = components(n, np.concatenate((ex_a, pairs[ok, 0])), np.concatenate((ex_b, pairs[ok, 1])))
         times["clusters"] = time.time() - t
         report = self._report(all_, owner, label, gone, is_exact, sim, len(pairs), int(ok.sum()), n_prior)
