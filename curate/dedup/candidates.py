@@ -12,9 +12,9 @@ components when members really are similar, and linear in k when they are not.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
+
+from .threads import thread_map
 
 ALL_PAIRS_UP_TO = 8     # buckets up to this size give every pair
 
@@ -63,11 +63,7 @@ def candidate_pairs(keys: np.ndarray, eligible: np.ndarray | None = None, worker
         order = np.argsort(k)               # equal keys in any order: a bucket is a set
         return _bucket_pairs(rows[order], k[order])
 
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            found = [p for p in pool.map(band_pairs, range(keys.shape[1])) if len(p)]
-    else:
-        found = [p for p in map(band_pairs, range(keys.shape[1])) if len(p)]
+    found = [p for p in thread_map(band_pairs, range(keys.shape[1]), workers) if len(p)]
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.concatenate(found)

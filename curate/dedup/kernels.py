@@ -10,7 +10,7 @@ Each function equals a plain-Python reference, tested bit for bit:
 
 * ``sketch``: ``shingles.tokens`` / ``shingles`` / ``shingle_hash`` / ``exact_hash`` and
   datasketch's ``MinHash(hashfunc=shingle_hash).update_batch`` (scheme ``affine32``);
-* ``sorted_sets_of``: ``np.unique`` of each document's shingles;
+* ``sorted_sets_into``: ``np.unique`` of each document's shingles;
 * ``intersection`` / ``jaccard``: Python's set operations.
 
 The verification kernels (own parts of a text) are in verify.py.
@@ -282,21 +282,13 @@ def gather_ragged(values, off, rows, out, out_start):
             out[out_start[i] + k] = values[lo + k]
 
 
-def sorted_sets_of(hv, off, docs):
-    """``sorted_sets_into`` new arrays: ``(values, value ends, ranks, starts)`` (document i of
-    ``docs``: set ``values[starts[i]:value_ends[i]]``, ranks ``ranks[starts[i]:starts[i+1]]``)."""
-    start = np.zeros(len(docs) + 1, np.int64)
-    np.cumsum(off[docs + 1] - off[docs], out=start[1:])
-    vals, rank = np.empty(start[-1], np.uint32), np.empty(start[-1], np.uint32)
-    vals_end = np.zeros(len(docs), np.int64)
-    sorted_sets_into(hv, off, docs, start, vals, vals_end, rank)
-    return vals, vals_end, rank, start
-
-
 def sorted_sets(hv, off):
-    """``sorted_sets_of`` every document, the sets packed: ``(values, value offsets, ranks)``
-    (ranks in ``hv``'s order)."""
-    vals, vals_end, rank, start = sorted_sets_of(hv, off, np.arange(len(off) - 1))
+    """``sorted_sets_into`` for every document, the sets packed: ``(values, value offsets,
+    ranks)`` (ranks in ``hv``'s order)."""
+    start = (off - off[0]).astype(np.int64)
+    vals, rank = np.empty(start[-1], np.uint32), np.empty(start[-1], np.uint32)
+    vals_end = np.zeros(len(off) - 1, np.int64)
+    sorted_sets_into(hv, off, np.arange(len(off) - 1), start[:-1], vals, vals_end, rank)
     keep = np.concatenate([np.arange(s, e) for s, e in zip(start[:-1], vals_end)] or [np.zeros(0, np.int64)])
     return vals[keep], np.concatenate(([0], np.cumsum(vals_end - start[:-1]))), rank
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-SPILLED = ("hv", "seqoff", "n", "cut", "tokoff")      # per field
 PREVIEW_CHARS = 160
 
 

@@ -41,13 +41,12 @@ place, so it seldom leaves the other side bare.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba as nb
 import numpy as np
 
 from . import spill
 from .kernels import gather_ragged, jaccard as _jaccard, sorted_sets_into
+from .threads import thread_map
 
 CJK_PER_WORD = 2          # Chinese characters that count as one word in own-part sizes
 
@@ -318,18 +317,17 @@ class Spill:
         """Sorted sets, ranks, sentence ends and shingle sizes of the given documents (sorted
         global indices, per field), built in ``workers`` threads that fill their parts of arrays
         made here (kernels.sorted_sets_into, gather_ragged)."""
-        groups = []                                          # (field, batch, first slot, rows)
+        groups = []                          # (first slot, rows, the batch's hv, seqoff, cut, tokoff, n)
         slot = 0
         for f, docs in enumerate(docs_per_field):
             bounds = np.searchsorted(docs, self.batch_start)
             for b in np.flatnonzero(np.diff(bounds)):
                 rows = docs[bounds[b]:bounds[b + 1]] - self.batch_start[b]
-                groups.append((f, int(b), slot, rows))
+                groups.append((slot, rows, *[spill.array(self.entries[b], f"f{f}.{w}")
+                                             for w in ("hv", "seqoff", "cut", "tokoff", "n")]))
                 slot += len(rows)
-        arrays = lambda f, b: [spill.array(self.entries[b], f"f{f}.{w}") for w in ("hv", "seqoff", "cut", "tokoff", "n")]
         seq_len, cut_len, n = np.zeros(slot, np.int64), np.zeros(slot, np.int64), np.zeros(slot, np.uint8)
-        for f, b, at, rows in groups:
-            _, seq_off, _, tok_off, sizes = arrays(f, b)
+        for at, rows, _, seq_off, _, tok_off, sizes in groups:
             seq_len[at:at + len(rows)] = seq_off[rows + 1] - seq_off[rows]
             cut_len[at:at + len(rows)] = tok_off[rows + 1] - tok_off[rows]
             n[at:at + len(rows)] = sizes[rows]
@@ -337,18 +335,13 @@ class Spill:
         vals, rank = np.empty(start[-1], np.uint32), np.empty(start[-1], np.uint32)
         vals_end, cut = np.zeros(slot, np.int64), np.empty(cut_start[-1], np.uint8)
 
-        def fill(f, b, at, rows):
-            hv, seq_off, cuts, tok_off, _ = arrays(f, b)
+        def fill(group):
+            at, rows, hv, seq_off, cuts, tok_off, _ = group
             end = at + len(rows)
             sorted_sets_into(hv, seq_off, rows, start[at:end], vals, vals_end[at:end], rank)
             gather_ragged(cuts, tok_off, rows, cut, cut_start[at:end])
 
-        if workers <= 1:
-            for g in groups:
-                fill(*g)
-        else:
-            with ThreadPoolExecutor(workers) as pool:         # the kernels release the GIL
-                list(pool.map(lambda g: fill(*g), groups))
+        thread_map(fill, groups, workers)
         return vals, vals_end, rank, start, n, cut, cut_start
 
     def similarity(self, fields_of: np.ndarray, loc_a: np.ndarray, loc_b: np.ndarray, threshold: float,
@@ -368,11 +361,7 @@ class Spill:
         compact = self._gather(docs, workers)
         run = lambda s: verify(*compact, local, self.n_docs, fields_of[s], ga[s], gb[s], float(threshold), rule)
         chunks = [c for c in np.array_split(np.arange(len(loc_a)), max(1, 4 * workers)) if len(c)]
-        if workers <= 1:
-            got = [run(c) for c in chunks]
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                got = list(pool.map(run, chunks))
+        got = thread_map(run, chunks, workers)              # the kernel releases the GIL
         return np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
 
 
