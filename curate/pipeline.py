@@ -108,11 +108,11 @@ def file_sha256(path: str) -> str:
 
 
 def source_digest(root: Path) -> str:
-    """A short hash of every ``.py`` file under ``root`` (paths and contents): in an editable
-    install the version stays put while the code changes, and a run made by other code is not
-    the same run."""
+    """A short hash of every ``.py`` and ``.c`` file under ``root`` (paths and contents): in an
+    editable install the version stays put while the code changes, and a run made by other code
+    is not the same run."""
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.c")]):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 

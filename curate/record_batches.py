@@ -2,8 +2,8 @@
 write the batch's kept and rejected parts and its counts.
 
 A module of its own, importing only the record steps it is handed: a worker started by
-``spawn`` imports this, not the runner with its table steps (dedup alone costs 0.6 s of
-imports per process, numba included, that a worker would never use).
+``spawn`` imports this, not the runner with its table steps (the dedup engine and
+its compiled kernels, that a worker would never use).
 
     >>> from curate.steps.quality import Quality
     >>> segment = ("doc", [("quality", Quality, {})], Context())

@@ -282,3 +282,19 @@ def test_edge_parts_on_synthetic_word_sequences():
     # 16 of its own: no anchor before them, so "where" runs from the texts' starts
     assert different(*_sides(words((900, 901), (20, 21), (901, 908), shared),
                              words((500, 505), (20, 21), (505, 516), shared)), own)
+
+
+def test_compiled_kernels_refuse_wrong_arrays_and_a_stale_build(monkeypatch):
+    from curate.dedup import _kernels, kernels
+    hv = np.arange(10, dtype=np.uint32)
+    off, docs, start = np.array([0, 10]), np.array([0]), np.array([0])
+    vals_end = np.zeros(1, np.int64)
+    with pytest.raises(TypeError, match="argument 5 has 8-byte items, expected 4"):    # an output of the wrong type
+        kernels.sorted_sets_into(hv, off, docs, start, np.empty(10, np.uint64), vals_end, np.empty(10, np.uint32))
+    with pytest.raises((BufferError, ValueError)):                                       # never a silent copy of an output
+        kernels.sorted_sets_into(hv, off, docs, start, np.empty(20, np.uint32)[::2], vals_end, np.empty(10, np.uint32))
+    with pytest.raises(ValueError, match="sizes"):
+        kernels.band_keys(np.zeros((1, 2, 8), np.uint32), 4, 4)                          # 4 bands x 4 rows > 8
+    monkeypatch.setattr(_kernels, "SOURCE_DIGEST", "0" * 16)
+    with pytest.raises(ImportError, match="make install"):                              # C edited since the build
+        kernels._check_build()

@@ -22,7 +22,6 @@ it names in ``duplicate_of`` (min over fields for SFT records), never a chained 
 """
 from __future__ import annotations
 
-import gc
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -121,11 +120,6 @@ class Engine:
         t0 = time.time()
         times = {}
         runner = _Runner(self.workers)
-        # The run makes few Python objects and no cycles, but numba's first typing of the
-        # kernels makes hundreds of thousands: without this the collector sweeps them ~300
-        # times (~0.1 s, holding the GIL the other thread waits for).
-        gc_was_on = gc.isenabled()
-        gc.disable()
         try:
             new = self._sketch(runner, frames)
             times["sketch"] = time.time() - t0
@@ -134,8 +128,6 @@ class Engine:
             result = self._dedup(runner, all_, n_prior, times)
         finally:
             runner.close()
-            if gc_was_on:
-                gc.enable()
         if self.index:
             dropped = {d.id for d in result.drops}
             kept = np.array([i not in dropped for i in new["ids"].to_list()], dtype=bool)

@@ -31,8 +31,8 @@ import polars as pl
 from ..step import Drop, Table, TableStep
 from .clusters import KEEP_POLICIES
 
-# The engine, sketch and index modules load numba (~0.6 s CPU): imported where the dedup step
-# works, so every other `curate` command that imports the pipeline does not pay for them.
+# The engine, sketch and index modules (and their compiled kernels) are imported where the dedup
+# step works, so every other `curate` command that imports the pipeline does not load them.
 
 
 def parse_fields(value) -> tuple[str, ...]:

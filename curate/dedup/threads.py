@@ -1,5 +1,5 @@
 """``thread_map``: a function over items in threads, or inline for one worker.  The dedup kernels
-release the GIL (numba ``nogil``, numpy's sort), so threads use both cores without processes."""
+release the GIL (_kernels.c, numpy's sort), so threads use both cores without processes."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
