@@ -112,9 +112,12 @@ def test_a_run_made_by_other_code_is_not_up_to_date(tmp_path, shared_data, monke
     (pkg / "sub" / "b.py").write_text("y = 2\n")
     first = pipeline.source_digest(pkg)
     (pkg / "notes.txt").write_text("not code")
-    assert pipeline.source_digest(pkg) == first                 # only Python sources count
+    assert pipeline.source_digest(pkg) == first                 # only Python and C sources count
     (pkg / "sub" / "b.py").write_text("y = 3\n")
     assert pipeline.source_digest(pkg) != first                 # an edit in an editable install
+    second = pipeline.source_digest(pkg)
+    (pkg / "sub" / "k.c").write_text("int x;\n")
+    assert pipeline.source_digest(pkg) != second                # the compiled kernels' source too
     out = tmp_path / "out"
     cfg = config(tmp_path, shared_data, out)
     args = ["run", str(cfg), "--only", STEPS, "--no-progress", "--workers", "1"]
