@@ -84,6 +84,9 @@ BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _NON_ASCII = re.compile("[^\x00-\x7f]")
+_LONG_UTF8 = re.compile("[\u0800-\ud7ff\ue000-\U0010ffff]")   # from 3- and 4-byte UTF-8 sequences
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def detect_encoding(path: str, sample_bytes: int = 1 << 20) -> str:
@@ -113,6 +116,11 @@ def detect_encoding(path: str, sample_bytes: int = 1 << 20) -> str:
     except UnicodeDecodeError as e:
         if e.start >= len(head) - 4 and len(head) >= sample_bytes - 4:
             return "gb18030"
+    # Not GB18030 either.  A valid 3- or 4-byte UTF-8 sequence (a CJK character, an emoji) almost
+    # never forms by chance in an 8-bit code page's text, while a UTF-8 file with little Chinese
+    # and a few corrupt bytes is common: do not let a guesser decode all of it as Cyrillic.
+    if len(_LONG_UTF8.findall(as_utf8)) >= bad_utf8:
+        return "utf-8"
     from charset_normalizer import from_bytes
     best = from_bytes(head).best()
     return best.encoding if best else "utf-8"
@@ -121,6 +129,29 @@ def detect_encoding(path: str, sample_bytes: int = 1 << 20) -> str:
 def _storable(s: str, enc: str) -> str:
     """A raw line that failed to decode, kept whole and lossless: its bad bytes as \\xNN escapes."""
     return s.encode(enc, "surrogateescape").decode(enc, "backslashreplace")
+
+
+def _lone_surrogate(value) -> str | None:
+    """The first lone surrogate in a parsed JSON value (its strings, keys included), as ``\\udXXX``."""
+    if isinstance(value, str):
+        m = _SURROGATE.search(value)
+        return f"\\u{ord(m.group()):04x}" if m else None
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next(filter(None, map(_lone_surrogate, items)), None)
+
+
+def _unicode_row(row, text: str) -> tuple[object, str]:
+    """``(row, "")``, or ``(UnicodeError, the row as ASCII JSON)`` when a JSON escape in ``text``
+    (the row's JSON, or the whole file's) left a lone surrogate in the row: ``\\ud83d`` alone, an
+    emoji cut in half by a truncation.  That is not Unicode; no Parquet or UTF-8 writer takes it,
+    so the record is rejected here, not left to crash the run when it is written."""
+    if isinstance(row, Exception) or "\\u" not in text or not _SURROGATE_ESCAPE.search(text):
+        return row, ""
+    bad = _lone_surrogate(row)
+    if bad is None:                       # escapes of whole pairs (an emoji) decode to one character
+        return row, ""
+    return UnicodeError(f"lone surrogate {bad} from a JSON escape (not Unicode: half of a cut emoji?)"), \
+        json.dumps(row, ensure_ascii=True)
 
 
 def _bad_chars(s: str) -> bool:
@@ -287,7 +318,7 @@ def raw_rows(path: str, encoding: str | None = None) -> Iterator[tuple[int, obje
                     yield i, {"text": line.rstrip("\n")}, ""
                     continue
                 try:
-                    yield i, json.loads(line), ""
+                    yield i, *_unicode_row(json.loads(line), line)
                 except json.JSONDecodeError as e:
                     yield i, e, line
         elif fmt == "json":
@@ -300,11 +331,13 @@ def raw_rows(path: str, encoding: str | None = None) -> Iterator[tuple[int, obje
                 for i, line in enumerate(f2, start=1):
                     if line.strip():
                         try:
-                            yield i, json.loads(line), ""
+                            yield i, *_unicode_row(json.loads(line), line)
                         except json.JSONDecodeError as e:
                             yield i, e, line
                 return
-            yield from _json_array_rows(text)
+            escapes = "" if _SURROGATE_ESCAPE.search(text) is None else text   # searched once per file
+            for i, row, raw in _json_array_rows(text):
+                yield (i, row, raw) if isinstance(row, Exception) else (i, *_unicode_row(row, escapes))
         else:
             reader = csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ",")
             start = 2

@@ -66,6 +66,50 @@ def test_one_corrupt_byte_rejects_only_its_line(tmp_path):
     assert "\\xff\\xfe" in rejects[0]["meta"]["raw"]   # the bad bytes are kept, escaped
 
 
+def test_little_chinese_and_a_few_corrupt_bytes_stay_utf8_while_8_bit_text_does_not(tmp_path):
+    # Mostly English with one short Chinese line: too few valid multi-byte characters to outweigh
+    # the corrupt bytes 3 to 1, and earlier the guesser then read the whole file as cp855.
+    lines = [json.dumps({"question": f"What helps blood pressure, case {i}?", "answer": "Less salt."}) for i in range(40)]
+    lines[5] = json.dumps({"question": "血压", "answer": "少盐"}, ensure_ascii=False)
+    data = ("\n".join(lines) + "\n").encode("utf-8").replace(b"case 9?", b"case 9\xff?").replace(b"case 20?", b"case\xfe 20?")
+    path = tmp_path / "mostly_en.jsonl"
+    path.write_bytes(data)
+    assert detect_encoding(str(path)) == "utf-8"
+    recs, rejects = read_all(path)
+    assert len(recs) == 38 and recs[5]["messages"][0]["content"] == "血压"
+    assert sorted(r["detail"].split(": ")[0] for r in rejects) == [f"{path}:10", f"{path}:21"]
+    # ... while text in an 8-bit code page (no valid 3-byte UTF-8 sequence) still goes to the guesser
+    russian = [json.dumps({"question": f"Что снижает давление, случай {i}?", "answer": "Меньше соли."},
+                          ensure_ascii=False) for i in range(40)]
+    path = tmp_path / "ru.jsonl"
+    path.write_bytes(("\n".join(russian) + "\n").encode("cp1251"))
+    assert detect_encoding(str(path)) != "utf-8"    # (charset-normalizer's pick: mac_cyrillic, not cp1251)
+    recs, rejects = read_all(path)
+    assert rejects == [] and "снижает давление, случай 7?" in recs[7]["messages"][0]["content"]
+
+
+def test_lone_surrogate_escape_rejects_its_record_and_the_run_goes_on(tmp_path):
+    # A JSON escape of half an emoji ("\ud83d", left by a truncation) parses to a string no UTF-8
+    # writer takes: it used to pass reading and crash the whole run when the part was written.
+    from curate.schema import to_frame
+    lines = ['{"id": "a", "text": "体温38.5度 \\ud83d\\ude00"}',     # a whole pair: one emoji, kept
+             '{"id": "b", "text": "发热三天，建议就医 \\ud83d"}',       # half of one
+             '{"id": "c", "messages": [{"role": "user", "content": "hi \\udc00"}, {"role": "assistant", "content": "ok"}]}',
+             '{"id": "d", "text": "多喝水"}']
+    path = tmp_path / "cut.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recs, rejects = read_all(path)
+    assert [r["id"] for r in recs] == ["a", "d"] and recs[0]["text"] == "体温38.5度 😀"
+    assert [r["reason"] for r in rejects] == ["malformed:encoding"] * 2
+    assert rejects[0]["detail"] == f"{path}:2: lone surrogate \\ud83d from a JSON escape (not Unicode: half of a cut emoji?)"
+    assert json.loads(rejects[1]["meta"]["raw"])["messages"][0]["content"] == "hi \udc00"   # kept, as ASCII JSON
+    assert to_frame(recs).height == 2
+    arr = tmp_path / "cut.json"                                            # a JSON array: the same
+    arr.write_text("[\n" + ",\n".join(lines) + "\n]", encoding="utf-8")
+    recs, rejects = read_all(arr)
+    assert [r["id"] for r in recs] == ["a", "d"] and [r["detail"].split(": ")[0] for r in rejects] == [f"{arr}:3", f"{arr}:4"]
+
+
 def test_malformed_jsonl_line_rejected_with_file_and_line(tmp_path):
     path = tmp_path / "chat.jsonl"
     good = {"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "您好！"}]}
