@@ -42,7 +42,7 @@ from .steps.mix import Mix
 from .steps.normalize import Normalize
 from .steps.quality import Quality
 from .steps.safety import Safety
-from .writing import atomic_path, write_json, write_jsonl, write_parquet
+from .writing import link_or_copy, write_json, write_jsonl, write_parquet
 
 # The steps a run knows, in their default order.  A config switches any off or sets its options
 # (``order:`` changes it).  history runs with the other record steps, before the table steps:
@@ -214,16 +214,6 @@ def run_record_segment(seg_dir: Path, names: list[str], cfg: dict, ctx: Context,
         log(f"resume: segment {seg_dir.name}: skipped {skipped[0]} batches finished by an earlier run")
 
 
-def _link(src: Path, dst: Path) -> None:
-    """``dst`` becomes ``src`` without copying where the filesystem allows (a hard link)."""
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-
-
 def run_table_segment(seg_dir: Path, name: str, cfg: dict, ctx: Context, prev_parts: list[Path],
                       progress: bool) -> None:
     seg_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +230,7 @@ def run_table_segment(seg_dir: Path, name: str, cfg: dict, ctx: Context, prev_pa
     for p in prev_parts:
         part = seg_dir / p.name.split(".")[0]
         if not drops or not any(rid in drops for rid in pl.read_parquet(p, columns=["id"])["id"].to_list()):
-            _link(p, part.with_suffix(".kept.parquet"))   # nothing dropped here: no rewrite
+            link_or_copy(p, part.with_suffix(".kept.parquet"))   # nothing dropped here: no rewrite
             continue
         df = pl.read_parquet(p)
         rej = df.join(drop_df, on="id", how="inner").select(list(REJECT_SCHEMA))

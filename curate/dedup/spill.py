@@ -17,11 +17,12 @@ An entry of ``Batches`` is that dict, or the path prefix of its files (``<prefix
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from ..writing import link_or_copy
 
 PREVIEW_CHARS = 160
 
@@ -41,11 +42,7 @@ def save(entry: dict | str, prefix: str | Path) -> None:
             np.save(f"{prefix}.{key}.npy", arr)
         return
     for src in Path(entry).parent.glob(Path(entry).name + ".*.npy"):
-        dst = f"{prefix}{src.name[len(Path(entry).name):]}"
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copyfile(src, dst)
+        link_or_copy(src, f"{prefix}{src.name[len(Path(entry).name):]}")
 
 
 class Batches:
