@@ -15,11 +15,11 @@ from datasketch.lsh import _optimal_param
 
 from curate.dedup.candidates import candidate_pairs
 from curate.dedup.clusters import components
-from curate.dedup.kernels import sorted_sets
+from curate.dedup.kernels import jaccard, sorted_sets
 from curate.dedup.shingles import (exact_hash, normalize, normalize_text, shingle_batch, shingle_hash, shingles,
                                    sketch_texts, tokens)
 from curate.dedup.signatures import band_keys, lean_minhash, lsh_params, permutations
-from curate.dedup.verify import _sides, different, jaccard, own_rule
+from curate.dedup.verify import _sides, different, own_rule
 
 
 def minhash_batch(texts, num_perm, seed):

@@ -7,9 +7,9 @@ Each function equals a plain-Python reference, tested bit for bit:
 * ``sketch``: ``shingles.tokens`` / ``shingles`` / ``shingle_hash`` / ``exact_hash`` and
   datasketch's ``MinHash(hashfunc=shingle_hash).update_batch`` (scheme ``affine32``);
 * ``sorted_sets_into``: ``np.unique`` of each document's shingles;
-* ``jaccard``: Python's set operations.
-
-The own-part check of verification is in verify.py (its rules) and _kernels.c (its loops).
+* ``jaccard``: Python's set operations;
+* ``different`` / ``verify_pairs``: the own-part rules stated in verify.py's docstring (tested
+  there on real and synthetic pairs).
 """
 from __future__ import annotations
 
@@ -128,5 +128,31 @@ def sorted_sets(hv, off):
 
 
 def jaccard(a, b) -> float:
-    """Exact Jaccard of two sorted sets; two empty sets are identical."""
+    """Exact Jaccard of two sorted sets of shingle hashes; two empty sets are identical.
+
+    >>> jaccard(np.array([1, 2, 3, 4], np.uint32), np.array([2, 3, 4, 5], np.uint32))
+    0.6
+    """
     return _kernels.jaccard(_u32(a), _u32(b))
+
+
+def different(set_a, rank_a, cut_a, n_a, set_b, rank_b, cut_b, n_b, rule) -> bool:
+    """The own-part check of verify.py's docstring for one field of a pair: each text as its
+    sorted set of shingle hashes, the rank in that set of each shingle in text order, its
+    sentence ends per token and its shingle size; ``rule`` from verify.own_rule."""
+    return _kernels.different(_u32(set_a), _u32(rank_a), _u8(cut_a), int(n_a), _u32(set_b), _u32(rank_b),
+                              _u8(cut_b), int(n_b), _i64(rule))
+
+
+def verify_pairs(vals, vals_end, rank, start, n, cut, cut_start, local, n_docs, fields_of, ga, gb, threshold, rule):
+    """Pairs p = documents ga[p] ~ gb[p]; field f of document g is entry ``e = f * n_docs + g``,
+    at slot ``i = local[e]`` of the compact arrays (verify.Spill._gather): set
+    ``vals[start[i]:vals_end[i]]``, ranks ``rank[start[i]:start[i+1]]``, sentence ends
+    ``cut[cut_start[i]:cut_start[i+1]]``, shingle size ``n[i]``.  Returns the min over
+    the pair's ``fields_of[p]`` fields of the exact Jaccard (stopping below ``threshold``), and
+    for pairs that reach it whether the own-part check (``different``) finds them different in
+    some field."""
+    sims, split = np.empty(len(ga), np.float32), np.zeros(len(ga), np.bool_)
+    _kernels.verify(vals, vals_end, rank, start, n, cut, cut_start, local, int(n_docs), _i64(fields_of), _i64(ga),
+                    _i64(gb), float(threshold), _i64(rule), sims, split)
+    return sims, split

@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels, spill
-from .kernels import gather_ragged, jaccard as _jaccard, sorted_sets_into
+from . import spill
+from .kernels import different, gather_ragged, sorted_sets_into, verify_pairs
 from .threads import thread_map
 
 CJK_PER_WORD = 2          # Chinese characters that count as one word in own-part sizes (as _kernels.c)
@@ -54,32 +54,6 @@ def own_rule(words: int) -> np.ndarray:
     """The own-part thresholds (in words) for ``own = words``; all zero switches the check off."""
     k = int(words)
     return np.array([k, k + 1, k, 4 * k, 4 * k + 1], np.int64) if k > 0 else np.zeros(5, np.int64)
-
-
-def different(set_a, rank_a, cut_a, n_a, set_b, rank_b, cut_b, n_b, rule) -> bool:
-    """The own-part check of this module's docstring for one field of a pair (in _kernels.c):
-    each text as its sorted set of shingle hashes, the rank of each shingle in text order in that
-    set, its sentence ends per token and its shingle size; ``rule`` from own_rule."""
-    u32, u8 = np.uint32, np.uint8
-    return _kernels.different(np.ascontiguousarray(set_a, u32), np.ascontiguousarray(rank_a, u32),
-                              np.ascontiguousarray(cut_a, u8), int(n_a), np.ascontiguousarray(set_b, u32),
-                              np.ascontiguousarray(rank_b, u32), np.ascontiguousarray(cut_b, u8), int(n_b),
-                              np.ascontiguousarray(rule, np.int64))
-
-
-def verify(vals, vals_end, rank, start, n, cut, cut_start, local, n_docs, fields_of, ga, gb, threshold, rule):
-    """Pairs p = documents ga[p] ~ gb[p]; field f of document g is entry ``e = f * n_docs + g``,
-    at slot ``i = local[e]`` of the compact arrays (Spill._gather): set
-    ``vals[start[i]:vals_end[i]]``, ranks ``rank[start[i]:start[i+1]]``, sentence ends
-    ``cut[cut_start[i]:cut_start[i+1]]``, shingle size ``n[i]``.  Returns the min over
-    the pair's ``fields_of[p]`` fields of the exact Jaccard (stopping below ``threshold``), and
-    for pairs that reach it whether the own-part check (``different``) finds them different in
-    some field."""
-    i64 = lambda x: np.ascontiguousarray(x, np.int64)
-    sims, split = np.empty(len(ga), np.float32), np.zeros(len(ga), np.bool_)
-    _kernels.verify(vals, vals_end, rank, start, n, cut, cut_start, local, int(n_docs), i64(fields_of), i64(ga),
-                    i64(gb), float(threshold), i64(rule), sims, split)
-    return sims, split
 
 
 class Spill:
@@ -140,7 +114,7 @@ class Spill:
         local = np.full(self.n_fields * self.n_docs, -1, np.int64)
         local[np.concatenate([d + f * self.n_docs for f, d in enumerate(docs)])] = np.arange(sum(map(len, docs)))
         compact = self._gather(docs, workers)
-        run = lambda s: verify(*compact, local, self.n_docs, fields_of[s], ga[s], gb[s], float(threshold), rule)
+        run = lambda s: verify_pairs(*compact, local, self.n_docs, fields_of[s], ga[s], gb[s], threshold, rule)
         chunks = [c for c in np.array_split(np.arange(len(loc_a)), max(1, 4 * workers)) if len(c)]
         got = thread_map(run, chunks, workers)              # the kernel releases the GIL
         return np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
@@ -157,11 +131,3 @@ def _sides(seq_a, seq_b, n=1):
         out += [vals, rank, cut, n]
     return out
 
-
-def jaccard(a, b) -> float:
-    """Exact Jaccard of two sorted sets of shingle hashes; two empty sets are identical.
-
-    >>> jaccard(np.array([1, 2, 3, 4], np.uint32), np.array([2, 3, 4, 5], np.uint32))
-    0.6
-    """
-    return _jaccard(np.asarray(a, np.uint32), np.asarray(b, np.uint32))
