@@ -810,6 +810,21 @@ static PyObject *py_different(PyObject *self, PyObject *args)
     return PyBool_FromLong(split);
 }
 
+/* The compact arrays of verification (verify.Spill._gather), and slot i of them as a Side. */
+typedef struct {
+    const u32 *vals, *rank;
+    const i64 *vals_end, *start, *cut_start;
+    const u8 *n, *cut;
+} Compact;
+
+static Side slot(const Compact *c, i64 i)
+{
+    Side S = {.set = c->vals + c->start[i], .rank = c->rank + c->start[i], .cut = c->cut + c->cut_start[i],
+              .n_set = c->vals_end[i] - c->start[i], .m = c->start[i + 1] - c->start[i],
+              .n_tok = c->cut_start[i + 1] - c->cut_start[i], .n = c->n[i]};
+    return S;
+}
+
 /* verify(vals, vals_end, rank, start, n, cut, cut_start, local, n_docs, fields_of, ga, gb,
  *        threshold, rule, sims, split).  Pairs p = documents ga[p] ~ gb[p]; field f of document g
  * is entry e = f * n_docs + g, at slot i = local[e] of the compact arrays (verify.Spill._gather):
@@ -822,10 +837,10 @@ static PyObject *py_verify(PyObject *self, PyObject *args)
     Args a;
     if (parse(args, "r4r8r4r8r1r1r8r8nr8r8r8dr8w4w1", &a, "verify"))
         return NULL;
-    const u32 *vals = BUF(0, u32), *rank = BUF(2, u32);
-    const i64 *vals_end = BUF(1, i64), *start = BUF(3, i64), *cut_start = BUF(6, i64), *local = BUF(7, i64);
-    const i64 *fields_of = BUF(8, i64), *ga = BUF(9, i64), *gb = BUF(10, i64), *rule = BUF(11, i64);
-    const u8 *n = BUF(4, u8), *cut = BUF(5, u8);
+    Compact c = {.vals = BUF(0, u32), .vals_end = BUF(1, i64), .rank = BUF(2, u32), .start = BUF(3, i64),
+                 .n = BUF(4, u8), .cut = BUF(5, u8), .cut_start = BUF(6, i64)};
+    const i64 *local = BUF(7, i64), *fields_of = BUF(8, i64), *ga = BUF(9, i64), *gb = BUF(10, i64);
+    const i64 *rule = BUF(11, i64);
     float *sims = BUF(12, float);
     u8 *split = BUF(13, u8);
     i64 n_docs = a.ints[0], n_pairs = LEN(9);
@@ -844,7 +859,8 @@ static PyObject *py_verify(PyObject *self, PyObject *args)
         split[p] = 0;
         for (i64 f = 0; f < fields_of[p]; f++) {
             i64 i = local[f * n_docs + ga[p]], j = local[f * n_docs + gb[p]];
-            double jf = jaccard(vals + start[i], vals_end[i] - start[i], vals + start[j], vals_end[j] - start[j]);
+            double jf = jaccard(c.vals + c.start[i], c.vals_end[i] - c.start[i], c.vals + c.start[j],
+                                c.vals_end[j] - c.start[j]);
             sim = jf < sim ? jf : sim;
             if (sim < threshold)
                 break;
@@ -854,12 +870,7 @@ static PyObject *py_verify(PyObject *self, PyObject *args)
             continue;
         for (i64 f = 0; f < fields_of[p]; f++) {
             i64 i = local[f * n_docs + ga[p]], j = local[f * n_docs + gb[p]];
-            Side A = {.set = vals + start[i], .rank = rank + start[i], .cut = cut + cut_start[i],
-                      .n_set = vals_end[i] - start[i], .m = start[i + 1] - start[i],
-                      .n_tok = cut_start[i + 1] - cut_start[i], .n = n[i]};
-            Side B = {.set = vals + start[j], .rank = rank + start[j], .cut = cut + cut_start[j],
-                      .n_set = vals_end[j] - start[j], .m = start[j + 1] - start[j],
-                      .n_tok = cut_start[j + 1] - cut_start[j], .n = n[j]};
+            Side A = slot(&c, i), B = slot(&c, j);
             if (reserve(&s, &A, &B)) {
                 failed = 1;
                 break;
