@@ -140,12 +140,17 @@ def _lone_surrogate(value) -> str | None:
     return next(filter(None, map(_lone_surrogate, items)), None)
 
 
-def _unicode_row(row, text: str) -> tuple[object, str]:
-    """``(row, "")``, or ``(UnicodeError, the row as ASCII JSON)`` when a JSON escape in ``text``
-    (the row's JSON, or the whole file's) left a lone surrogate in the row: ``\\ud83d`` alone, an
-    emoji cut in half by a truncation.  That is not Unicode; no Parquet or UTF-8 writer takes it,
-    so the record is rejected here, not left to crash the run when it is written."""
-    if isinstance(row, Exception) or "\\u" not in text or not _SURROGATE_ESCAPE.search(text):
+def _surrogate_escapes(text: str) -> bool:
+    """Could ``text`` (JSON) hold an escaped surrogate?  Most text has no ``\\u`` at all."""
+    return "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _unicode_row(row, escapes: bool) -> tuple[object, str]:
+    """``(row, "")``, or ``(UnicodeError, the row as ASCII JSON)`` when JSON escapes (``escapes``:
+    its text has some) left a lone surrogate in the row: ``\\ud83d`` alone, an emoji cut in half
+    by a truncation.  That is not Unicode; no Parquet or UTF-8 writer takes it, so the record is
+    rejected here, not left to crash the run when it is written."""
+    if not escapes or isinstance(row, Exception):
         return row, ""
     bad = _lone_surrogate(row)
     if bad is None:                       # escapes of whole pairs (an emoji) decode to one character
@@ -318,7 +323,7 @@ def raw_rows(path: str, encoding: str | None = None) -> Iterator[tuple[int, obje
                     yield i, {"text": line.rstrip("\n")}, ""
                     continue
                 try:
-                    yield i, *_unicode_row(json.loads(line), line)
+                    yield i, *_unicode_row(json.loads(line), _surrogate_escapes(line))
                 except json.JSONDecodeError as e:
                     yield i, e, line
         elif fmt == "json":
@@ -331,11 +336,11 @@ def raw_rows(path: str, encoding: str | None = None) -> Iterator[tuple[int, obje
                 for i, line in enumerate(f2, start=1):
                     if line.strip():
                         try:
-                            yield i, *_unicode_row(json.loads(line), line)
+                            yield i, *_unicode_row(json.loads(line), _surrogate_escapes(line))
                         except json.JSONDecodeError as e:
                             yield i, e, line
                 return
-            escapes = "" if _SURROGATE_ESCAPE.search(text) is None else text   # searched once per file
+            escapes = _surrogate_escapes(text)            # searched once per file, not per element
             for i, row, raw in _json_array_rows(text):
                 yield (i, row, raw) if isinstance(row, Exception) else (i, *_unicode_row(row, escapes))
         else:
