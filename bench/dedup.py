@@ -189,8 +189,9 @@ def run_recipe(name: str, corpus: Path, python: str | None = None) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_run":
         sys.path.insert(0, str(ROOT))
-        # Every recipe's process exits as the `curate` CLI does: without the interpreter's last
-        # garbage-collector walk over what is left (curate/cli.py says why); the same for all.
+        # Every recipe's process exits without the interpreter's last garbage-collector walk, the
+        # anchor's too, as in the runs recorded before (numba's typing objects made that walk cost
+        # 0.2-0.35 s; without numba it costs ours nothing measurable, BENCHMARKS.md session 4).
         atexit.register(gc.freeze)
         {"anchor": anchor, "ours": ours, "curate": curate_cli}[sys.argv[2]](sys.argv[3], sys.argv[4])
         return
